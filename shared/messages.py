@@ -1,0 +1,108 @@
+"""The messages between the services: JSON bodies validated by pydantic, each with a schema version.
+
+Messages carry keys and references (object keys, `mahoso`), never file bytes. Every message names its
+dossier (`mahoso`) and unit (`madonvi`) so that logs, dead letters and replays can always say which.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import PoisonMessage
+from shared.onestop.models import Attachment, Dossier
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Message(BaseModel):
+    """Base of every message; `kind` tells a reader which model a body is."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    kind: ClassVar[str]
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    mahoso: str = Field(min_length=1)
+    madonvi: str = Field(min_length=1)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, body: bytes):
+        """Parses a body or raises PoisonMessage, which sends it straight to the dead-letter queue."""
+        try:
+            return cls.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+            raise PoisonMessage(f"not a valid {cls.__name__} message: {where}: {first['msg']}") from None
+
+
+class DossierFetched(Message):
+    """fetcher → downloader: a dossier the one-stop system returned, with the files to store."""
+
+    kind: ClassVar[str] = "dossier.fetched"
+
+    tentochuccanhan: str = ""
+    ngaynhan: date | None = None
+    mathutuc: str = ""
+    tenthutuc: str = ""
+    files: list[Attachment] = Field(default_factory=list)
+    fetched_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, dossier: Dossier) -> "DossierFetched":
+        return cls(
+            mahoso=dossier.mahoso,
+            madonvi=dossier.madonvi,
+            tentochuccanhan=dossier.tentochuccanhan,
+            ngaynhan=dossier.ngaynhan,
+            mathutuc=dossier.mathutuc,
+            tenthutuc=dossier.tenthutuc,
+            files=list(dossier.file_dinh_kem),
+        )
+
+
+class StoredFile(BaseModel):
+    """One attachment after it is in the bucket."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    matailieu: str
+    tentailieu: str = ""
+    ten_file: str = ""
+    url_file: str
+    object_key: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    content_type: str = "application/octet-stream"
+    content_type_mismatch: bool = False
+    stored_at: datetime = Field(default_factory=utcnow)
+
+
+class DossierStored(Message):
+    """downloader → indexer: the dossier with every file stored (keys, sizes, hashes)."""
+
+    kind: ClassVar[str] = "dossier.stored"
+
+    tentochuccanhan: str = ""
+    ngaynhan: date | None = None
+    mathutuc: str = ""
+    tenthutuc: str = ""
+    files: list[StoredFile] = Field(default_factory=list)
+    fetched_at: datetime | None = None
+
+
+class DossierIndexed(Message):
+    """indexer → acker: the dossier's record is committed; it may be marked synced."""
+
+    kind: ClassVar[str] = "dossier.indexed"
+
+    indexed_at: datetime = Field(default_factory=utcnow)

