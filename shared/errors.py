@@ -65,6 +65,17 @@ class MalformedResponse(OneStopError, TransientError):
     reason = "malformed-response"
 
 
+class OneStopRefused(OneStopError, PermanentError):
+    """The one-stop system answered a 3xx or 4xx (not 401/403/429): the request itself is wrong."""
+
+    reason = "onestop-refused"
+
+    def __init__(self, message: str, status: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail  # what the server said, if anything
+
+
 class ResponseTooLarge(OneStopError, PermanentError):
     """A sync response passed DONGBO_MAX_SYNC_RESPONSE_BYTES."""
 
@@ -135,6 +146,12 @@ class PoisonMessage(PermanentError):
 
 
 # -- transfers --------------------------------------------------------------------------------------
+
+
+class FileSourceUnavailable(TransientError):
+    """A file's host could not be reached, timed out, or answered 5xx / 429 / 408."""
+
+    reason = "file-source-unavailable"
 
 
 class TruncatedBody(TransientError):

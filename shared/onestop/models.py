@@ -6,8 +6,11 @@ typed on two keyboards (NFC or NFD) compares equal; dates arrive as dd/mm/yyyy.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -18,14 +21,24 @@ def _nfc(value: str) -> str:
 
 
 def _text(value: Any) -> Any:
-    """Numbers become text (a code sent as 123 is still a code); None stays None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """Numbers become text (a code sent as 123 is still a code; ijson reads 1.10 as Decimal); None stays None."""
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         return str(value)
     return value
 
 
+def _not_blank(value: str) -> str:
+    # Field(min_length=1) is checked before stripping, so "  " would pass as an empty code.
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
 Text = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc)]
-Code = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc), Field(min_length=1, max_length=200)]
+Code = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_not_blank), Field(min_length=1, max_length=200)]
+
+
+_DMY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
 
 
 def parse_vn_date(value: Any) -> Any:
@@ -35,7 +48,14 @@ def parse_vn_date(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("date must be text dd/mm/yyyy")
     text = value.strip().split(" ")[0].split("T")[0]
-    for fmt in ("%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y"):
+    match = _DMY.fullmatch(text)
+    if match:  # the usual case, without strptime's cost (a sync response holds hundreds of thousands)
+        day, month, year = (int(part) for part in match.groups())
+        try:
+            return date(year, month, day)
+        except ValueError:
+            raise ValueError(f"date {value!r} is not a real day") from None
+    for fmt in ("%Y-%m-%d", "%d-%m-%Y"):
         try:
             return datetime.strptime(text, fmt).date()
         except ValueError:
@@ -63,7 +83,15 @@ class Attachment(BaseModel):
     @field_validator("url_file")
     @classmethod
     def url_is_text(cls, value: str) -> str:
-        return value.strip()
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("tentailieu", "ten_file", mode="before")
+    @classmethod
+    def none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
 
 
 class Dossier(BaseModel):
@@ -80,6 +108,41 @@ class Dossier(BaseModel):
     file_dinh_kem: list[Attachment] = Field(default_factory=list)
 
     @field_validator("tentochuccanhan", "mathutuc", "tenthutuc", mode="before")
+    @classmethod
+    def none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("ngaynhan", mode="before")
+    @classmethod
+    def blank_date_is_none(cls, value: Any) -> Any:
+        # An empty date means "not given", like null.
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+@dataclass(frozen=True)
+class InvalidDossier:
+    """A dossier of a sync response that failed validation. Its neighbours in the response are still good.
+
+    `raw` is the item as the one-stop system sent it (numbers as int or text), so that it can be dead-lettered
+    and looked at; `reason` is the dead-letter reason code (`malformed-dossier` or `too-many-files`).
+    """
+
+    mahoso: str | None
+    madonvi: str
+    raw: Any
+    error: str
+    reason: str = "malformed-dossier"
+
+
+class DocumentType(BaseModel):
+    """One entry of the document-type catalog (`danhmucloaitailieu`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    maloaitailieu: Code
+    tenloaitailieu: Text = ""
+
+    @field_validator("tenloaitailieu", mode="before")
     @classmethod
     def none_is_empty(cls, value: Any) -> Any:
         return "" if value is None else value

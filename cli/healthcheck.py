@@ -1,0 +1,29 @@
+"""`dongbo healthcheck`: the container health check — asks this container's service for /healthz."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("healthcheck", help="exit 0 when the service in this container is healthy")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DONGBO_METRICS_PORT", "9100") or 9100),
+                        help="the service's DONGBO_METRICS_PORT (default: from the environment, else 9100)")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz", timeout=5) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
+        print(f"unhealthy: {detail}", file=sys.stderr)
+    except OSError as exc:
+        print(f"unhealthy: no answer on port {args.port} ({exc})", file=sys.stderr)
+    return 1

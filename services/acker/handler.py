@@ -1,0 +1,67 @@
+"""The acker's decision for a batch: mark its dossiers synced on the one-stop system, unit by unit,
+then record the synced time. A unit whose call fails has nothing recorded and is retried whole."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import sqlalchemy.exc
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from shared import observability
+from shared.broker.outcome import Delivery, Done
+from shared.db import sync_state
+from shared.db.models import HoSo
+from shared.errors import DatabaseUnavailable
+from shared.messages import DossierIndexed
+from shared.onestop import OneStopClient
+
+log = logging.getLogger(__name__)
+
+ho_so = HoSo.__table__
+
+
+class AckHandler:
+    def __init__(self, client: OneStopClient, engine: Engine, batch_size: int):
+        self.client = client
+        self.engine = engine
+        self.batch_size = batch_size
+
+    def __call__(self, deliveries: list[Delivery]) -> list[Done | BaseException]:
+        results: list[Done | BaseException | None] = [None] * len(deliveries)
+        by_unit: dict[str, list[tuple[int, DossierIndexed]]] = defaultdict(list)
+        for i, delivery in enumerate(deliveries):
+            try:
+                message = DossierIndexed.from_bytes(delivery.body)
+                by_unit[message.madonvi].append((i, message))
+            except Exception as exc:
+                results[i] = exc
+        for madonvi, items in by_unit.items():
+            mahosos = list(dict.fromkeys(message.mahoso for _, message in items))
+            try:
+                self.client.mark_synced(madonvi, mahosos, batch_size=self.batch_size)
+                self._record_synced(mahosos)
+            except Exception as exc:
+                log.warning("unit %s: marking %d dossiers synced failed: %s", madonvi, len(mahosos), exc,
+                            extra={"madonvi": madonvi})
+                for i, _ in items:
+                    results[i] = exc
+                continue
+            log.info("unit %s: %d dossiers marked synced", madonvi, len(mahosos), extra={"madonvi": madonvi})
+            observability.DOSSIERS.labels("acker").inc(len(mahosos))
+            for i, _ in items:
+                results[i] = Done()
+        return results
+
+    def _record_synced(self, mahosos: list[str]) -> None:
+        at = datetime.now(timezone.utc)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(update(ho_so).where(ho_so.c.mahoso.in_(mahosos)).values(state="synced", synced_at=at))
+                sync_state.record_status(connection, mahosos, sync_state.SYNCED)
+        except sqlalchemy.exc.OperationalError as exc:
+            # The one-stop system has them already; the retry marks them again (harmless) and records.
+            raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None

@@ -1,0 +1,58 @@
+"""The downloader's decision for one dossier: store every file, then pass the dossier to the indexer."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Engine
+
+from shared import observability
+from shared.broker.outcome import Delivery, Done
+from shared.broker.topology import INDEX
+from shared.db import sync_state
+from shared.errors import TooManyFiles
+from shared.http_fetch import FileSource
+from shared.keys import object_key
+from shared.messages import DossierFetched, DossierStored
+from shared.storage import ObjectStore
+from services.downloader.transfer import store_attachment
+
+log = logging.getLogger(__name__)
+
+
+class DownloadHandler:
+    def __init__(self, source: FileSource, store: ObjectStore, engine: Engine, *, part_size: int, max_files: int):
+        self.source = source
+        self.store = store
+        self.engine = engine
+        self.part_size = part_size
+        self.max_files = max_files
+
+    def __call__(self, delivery: Delivery) -> Done:
+        dossier = DossierFetched.from_bytes(delivery.body)
+        if len(dossier.files) > self.max_files:
+            raise TooManyFiles(f"dossier {dossier.mahoso} lists {len(dossier.files)} files (limit {self.max_files})")
+        # The same entry listed twice is one file: it has one key.
+        unique = {object_key(dossier.madonvi, dossier.mahoso, a): a for a in dossier.files}
+        stored = []
+        for attachment in unique.values():
+            item = store_attachment(self.source, self.store, dossier.madonvi, dossier.mahoso, attachment, part_size=self.part_size)
+            stored.append(item)
+        self._record_stored(dossier)
+        observability.DOSSIERS.labels("downloader").inc()
+        log.info("dossier %s: %d files stored", dossier.mahoso, len(stored),
+                 extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})
+        return Done([(INDEX, DossierStored(
+            mahoso=dossier.mahoso, madonvi=dossier.madonvi, tentochuccanhan=dossier.tentochuccanhan,
+            ngaynhan=dossier.ngaynhan, mathutuc=dossier.mathutuc, tenthutuc=dossier.tenthutuc,
+            files=stored, fetched_at=dossier.fetched_at,
+        ))])
+
+    def _record_stored(self, dossier: DossierFetched) -> None:
+        # Informational (for `dongbo status`); the indexer's commit is what counts.
+        try:
+            with self.engine.begin() as connection:
+                sync_state.record_status(connection, [dossier.mahoso], sync_state.STORED)
+        except Exception as exc:
+            log.warning("dossier %s: could not record its stored state: %s", dossier.mahoso, exc,
+                        extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})

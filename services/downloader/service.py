@@ -1,0 +1,36 @@
+"""The downloader: N interchangeable workers that stream attachments into the bucket."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.broker.consumer import Consumer, one_at_a_time
+from shared.broker.topology import DOWNLOAD, Topology
+from shared.db.engine import make_engine, wait_for_schema
+from shared.http_fetch import FileSource
+from shared.service import StatusReporter, failure_recorder
+from shared.settings import Settings
+from shared.storage import ObjectStore
+from services.downloader.handler import DownloadHandler
+
+
+def build(settings: Settings) -> Consumer:
+    if not settings.file_hosts:
+        settings.require("allowed_file_hosts")
+    engine = make_engine(settings.database_url.get_secret_value())
+    wait_for_schema(engine, "downloader")
+    store = ObjectStore.from_settings(settings)
+    store.ensure_bucket()
+    # A downloader killed mid-upload leaves parts behind; no upload runs longer than a day.
+    store.abort_stale_uploads(older_than=timedelta(days=1))
+    source = FileSource(settings.file_hosts, settings.max_file_bytes, settings.connect_timeout, settings.read_timeout,
+                        verify_tls=settings.onestop_verify_tls)
+    handler = DownloadHandler(source, store, engine, part_size=settings.part_size, max_files=settings.max_files_per_dossier)
+    reporter = StatusReporter(engine, "downloader")
+    consumer = Consumer(
+        service="downloader", amqp_url=settings.amqp_url.get_secret_value(), topology=Topology.from_settings(settings),
+        stage=DOWNLOAD, handle=one_at_a_time(handler), concurrency=settings.download_concurrency,
+        heartbeat=settings.heartbeat, on_failure=failure_recorder(engine, "downloader", reporter),
+    )
+    consumer.on_progress = reporter.progress
+    return consumer

@@ -1,0 +1,62 @@
+"""The attachments at their `url_file`: GET and HEAD, with Content-Length, Content-Type and an ETag.
+
+The Content-Type comes from the file name, whatever the bytes are: a `.docx` that is really a PDF is
+served as a `.docx`, on purpose, so the pipeline's own content check has something to find.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import random
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+
+from services.onestop_sim import attachments, content
+from services.onestop_sim.context import sim_of
+from services.onestop_sim.errors import VendorError
+from services.onestop_sim.faults import roll
+from services.onestop_sim.models import ErrorBody
+from services.onestop_sim.streaming import StreamBody
+
+router = APIRouter(tags=["attachments"])
+FILE_NOT_FOUND = "Không tìm thấy file"
+
+
+@router.api_route(
+    attachments.FILES_PREFIX + "{madonvi}/{yyyy}/{mm}/{dd}/{tail:path}",
+    methods=["GET", "HEAD"],
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."},
+               404: {"model": ErrorBody}},
+    summary="An attached file (url_file)",
+)
+async def download(request: Request, madonvi: str, yyyy: str, mm: str, dd: str, tail: str):
+    sim = sim_of(request)
+    # A single indexed lookup; cheap enough to run on the event loop, which saves a thread hop per file.
+    row = attachments.find(sim.store.conn, madonvi, yyyy, mm, dd, tail)
+    if row is None:
+        raise VendorError(404, FILE_NOT_FOUND, shape="error")
+    if row["kind"] == "uploaded":
+        data = attachments.uploaded_bytes(sim.store.conn, row["id"])
+        chunks = (data[i:i + content.CHUNK] for i in range(0, len(data), content.CHUNK))
+        size, etag = len(data), content.file_etag(sim.config.seed, row["id"], len(data), row["sha256"])
+    else:
+        layout = content.layout(sim.config.seed, row["id"], row["size"],
+                                content.page_text(row["mahoso"], row["matailieu"], row["ten_file"]))
+        chunks, size = layout.chunks(), layout.size
+        etag = content.file_etag(sim.config.seed, row["id"], size)
+    head = request.method == "HEAD"
+    faults = sim.faults.current
+    cut = None
+    if not head:
+        sim.counters.file_fetched(row["id"])
+        if roll(faults.truncate_rate):
+            cut = max(1, int(size * random.uniform(0.05, 0.95)))
+    headers = {
+        "etag": etag,
+        "content-disposition": f"attachment; filename*=UTF-8''{quote(row['ten_file'], safe='')}",
+        "cache-control": "no-cache",
+    }
+    media_type = mimetypes.guess_type(row["ten_file"])[0] or "application/octet-stream"
+    return StreamBody(chunks, media_type=media_type, headers=headers, content_length=size, truncate_at=cut,
+                      bandwidth=faults.file_bandwidth, head=head)

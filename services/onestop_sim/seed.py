@@ -1,0 +1,177 @@
+"""Reproducible seed data: the same options give the same dossiers, files, names and sizes.
+
+Everything is drawn from one `random.Random(seed)` in a fixed order. The tricky cases come at fixed
+positions (dossier index modulo 20 or 50), so their share is exact and every small seed has one of each.
+Poison dossiers come after the normal ones, on top of `--dossiers`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+import unicodedata
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from urllib.parse import quote
+
+from services.onestop_sim import content, vocab
+from services.onestop_sim.attachments import SEPARATOR, make_stamp
+from services.onestop_sim.state import Store, transaction
+
+# Dossier index % 20 -> the trick it carries. Index % 20 == 19: no result yet; index % 50 == 25: no files.
+TRICKS = {2: "nfd", 4: "spaces", 6: "slash", 8: "dots", 10: "long-name", 12: "same-matailieu", 14: "same-name", 16: "mismatch"}
+POISON_KINDS = ("bad-date", "missing-file", "forbidden-host")
+FIRST_DAY, LAST_DAY = date(2020, 1, 1).toordinal(), date(2024, 12, 31).toordinal()
+BATCH = 2000
+
+
+@dataclass(frozen=True)
+class SeedParams:
+    seed: int = 1
+    units: int = 2
+    dossiers: int = 20
+    files_per_dossier: int = 2
+    file_size: tuple[int, int] = (20000, 200000)
+    poison: int = 0
+
+
+def unit_codes(count: int) -> list[str]:
+    numbers = list(vocab.FIRST_UNIT_NUMBERS) + [n for n in range(10, 100) if n not in vocab.FIRST_UNIT_NUMBERS]
+    codes = [f"000.00.{n:02d}.H55" for n in numbers]
+    codes += [f"000.{n // 90 + 1:02d}.{n % 90 + 10:02d}.H55" for n in range(max(0, count - len(codes)))]
+    return codes[:count]
+
+
+class Generator:
+    """Makes dossier and file rows one at a time, in the order the seed draws them."""
+
+    def __init__(self, params: SeedParams):
+        self.params = params
+        self.rng = random.Random(params.seed)
+        self.units = unit_codes(params.units)
+        self.next_seq: dict[tuple[str, str], int] = {}
+        self.file_id = 0
+        self.rotation = 0
+
+    def unit_for(self, index: int) -> str:
+        """Each run of M dossiers covers the M units once, in a seeded rotation. A plain `index % M` would
+        tie the tricky positions (index % 20) to the same unit every time."""
+        count = len(self.units)
+        if index % count == 0:
+            self.rotation = self.rng.randrange(count)
+        return self.units[(index + self.rotation) % count]
+
+    def applicant(self) -> str:
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.6:
+            return " ".join((rng.choice(vocab.FAMILY_NAMES), rng.choice(vocab.MIDDLE_NAMES), rng.choice(vocab.GIVEN_NAMES))).upper()
+        if roll < 0.9:
+            return f"{rng.choice(vocab.COMPANY_FORMS)} {rng.choice(vocab.COMPANY_TRADES)} {rng.choice(vocab.PLACES)}"
+        return f"{rng.choice(vocab.PUBLIC_BODIES)} {rng.choice(vocab.PLACES)}"
+
+    def mahoso(self, unit: str, day: date) -> str:
+        key = (unit, "%02d%02d%02d" % (day.year % 100, day.month, day.day))
+        seq = self.next_seq.get(key) or self.rng.randint(1, 30)
+        self.next_seq[key] = seq + 1
+        return f"{unit}-{key[1]}-{seq:04d}"
+
+    def dossier(self, dossier_id: int, index: int, unit: str | None = None, poison: str | None = None) -> tuple[tuple, list[list]]:
+        rng, params = self.rng, self.params
+        unit = unit or self.unit_for(index)
+        day = date.fromordinal(rng.randint(FIRST_DAY, LAST_DAY))
+        mahoso = self.mahoso(unit, day)
+        applicant = self.applicant()
+        mathutuc, tenthutuc = rng.choice(vocab.PROCEDURES)
+        trick = None if poison else TRICKS.get(index % 20)
+        has_result = poison is not None or index % 20 != 19
+        count = 0 if (poison is None and index % 50 == 25) else params.files_per_dossier
+        files = self.files(dossier_id, mahoso, day, count, has_result)
+        if trick:
+            applicant = apply_trick(trick, files, applicant, day, index)
+        ngaynhan, iso = "%02d/%02d/%04d" % (day.day, day.month, day.year), day.isoformat()
+        if poison == "bad-date":
+            ngaynhan, iso = "32/13/2020", None
+        elif poison == "missing-file":
+            files[0][7] = "missing"
+        elif poison == "forbidden-host":
+            files[0][7] = "forbidden-host"
+            files[0][8] = f"http://169.254.169.254/latest/meta-data/iam/security-credentials/{files[0][5]}{SEPARATOR}{quote(files[0][4], safe='')}"
+        row = (dossier_id, mahoso, unit, applicant, ngaynhan, iso, mathutuc, tenthutuc, int(has_result), poison)
+        return row, files
+
+    def files(self, dossier_id: int, mahoso: str, received: date, count: int, has_result: bool) -> list[list]:
+        rng, (low, high) = self.rng, self.params.file_size
+        inputs = count - 1 if has_result and count else count  # a result ends the list
+        kinds = rng.sample(vocab.DOCUMENT_TYPES, min(inputs, len(vocab.DOCUMENT_TYPES)))
+        kinds += [rng.choice(vocab.DOCUMENT_TYPES) for _ in range(inputs - len(kinds))]
+        if inputs < count:
+            kinds.append((vocab.RESULT_CODE, vocab.RESULT_TITLE))
+        plain_names = rng.random() < 0.4  # like the document's file_dinh_kem.pdf, file_dinh_kem2.pdf
+        finished = received + timedelta(days=rng.randint(0, 30))
+        rows, taken = [], set()
+        for n, (matailieu, tentailieu) in enumerate(kinds):
+            if plain_names:
+                name = f"file_dinh_kem{n + 1 if n else ''}.pdf"
+            else:
+                titles = vocab.RESULT_FILE_TITLES if matailieu == vocab.RESULT_CODE else vocab.FILE_TITLES
+                name = f"{rng.choice(titles)}.pdf"
+                while name in taken:
+                    name = f"{name[:-4]} ({len(taken) + 1}).pdf"
+            taken.add(name)
+            self.file_id += 1
+            stamp = make_stamp(finished, self.file_id, self.params.seed)
+            size = max(rng.randint(low, high), content.MIN_SIZE)
+            rows.append([self.file_id, dossier_id, matailieu, tentailieu, name, stamp, size, "generated", None])
+        return rows
+
+
+def apply_trick(trick: str, files: list[list], applicant: str, day: date, index: int) -> str:
+    """Makes one dossier awkward in one way; returns the (possibly changed) applicant name."""
+    first = files[0] if files else None
+    if trick == "nfd":
+        for row in files:
+            row[3], row[4] = unicodedata.normalize("NFD", row[3]), unicodedata.normalize("NFD", row[4])
+        return unicodedata.normalize("NFD", applicant)
+    if first is None:
+        return applicant
+    if trick == "spaces":
+        first[4] = "  Tờ khai   có nhiều  khoảng trắng .pdf"
+    elif trick == "slash":
+        first[4] = f"Quyết định {index % 97 + 1:02d}/{day.year}.pdf"
+    elif trick == "dots":
+        first[4] = f"Biên bản. họp ngày {day:%d.%m.%Y}..v1.2.pdf"
+    elif trick == "long-name":
+        first[4] = (vocab.LONG_TITLE * 2)[:296] + ".pdf"
+    elif trick == "same-matailieu" and len(files) > 1:
+        first[2], first[3] = files[-1][2], files[-1][3]
+    elif trick == "same-name" and len(files) > 1:
+        files[1][4] = first[4]
+    elif trick == "mismatch":
+        first[4] = first[4].rsplit(".", 1)[0] + vocab.MISMATCHED_EXTENSIONS[index // 20 % len(vocab.MISMATCHED_EXTENSIONS)]
+    return applicant
+
+
+def seed(store: Store, params: SeedParams) -> None:
+    """Fills an empty state file in one transaction: a crash half-way leaves it empty, not half-seeded."""
+    gen = Generator(params)
+    conn = store.conn
+    normal = ((i, None, None) for i in range(params.dossiers))
+    poison = ((params.dossiers + j, gen.units[j % params.units], POISON_KINDS[j % len(POISON_KINDS)]) for j in range(params.poison))
+    plan = itertools.chain(normal, poison)
+    with transaction(conn):
+        while batch := list(itertools.islice(plan, BATCH)):
+            dossiers, files = [], []
+            for index, unit, kind in batch:
+                row, rows = gen.dossier(index + 1, index, unit, kind)
+                dossiers.append(row)
+                files.extend(rows)
+            conn.executemany("INSERT INTO dossier (id, mahoso, madonvi, tentochuccanhan, ngaynhan, ngaynhan_iso, "
+                             "mathutuc, tenthutuc, has_result, poison) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dossiers)
+            conn.executemany("INSERT INTO file (id, dossier_id, matailieu, tentailieu, ten_file, stamp, size, kind, "
+                             "url_override) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", files)
+        store.create_indexes(conn)
+        store.set_meta("jwt_secret", secrets.token_hex(32), conn)
+        store.set_meta("token_generation", 0, conn)
+        store.set_meta("seeded_with", asdict(params), conn)

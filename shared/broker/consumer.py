@@ -1,0 +1,254 @@
+"""The consume loop every queue-driven service runs.
+
+One thread owns the connection: it receives deliveries, groups them into batches, and is the only one
+that publishes and acknowledges. Handlers run on a pool of worker threads, so a long download never
+stops the connection's thread from answering heartbeats; a finished batch is handed back with
+`add_callback_threadsafe`, the one pika call that is safe from another thread.
+
+A delivery is acknowledged only after the messages it produces are confirmed by the broker (or after
+its retry or dead letter is confirmed). Results that come back after their connection died are
+dropped: the broker redelivers those messages, and every effect is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Sequence
+
+from shared.broker.connection import CONNECTION_ERRORS, connect
+from shared.broker.outcome import (
+    DeadLetter,
+    Decision,
+    Delivery,
+    Done,
+    Retry,
+    dead_letter_headers,
+    decide,
+    format_unexpected,
+)
+from shared.broker.publisher import ATTEMPT_HEADER, MAHOSO_HEADER, Publisher, properties
+from shared.broker.topology import Topology
+from shared.errors import reason_of
+from shared.observability import health_of
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[Delivery]], Sequence["Done | BaseException"]]
+FailureHook = Callable[[Delivery, Decision], None]
+
+
+def one_at_a_time(handle: Callable[[Delivery], Done]) -> BatchHandler:
+    """Turns a handler of one delivery into a batch handler whose items fail on their own."""
+
+    def handle_batch(deliveries: list[Delivery]) -> list[Done | BaseException]:
+        results: list[Done | BaseException] = []
+        for delivery in deliveries:
+            try:
+                results.append(handle(delivery))
+            except Exception as exc:  # the decision is made per delivery by outcome.decide
+                results.append(exc)
+        return results
+
+    return handle_batch
+
+
+class Consumer:
+    """Consumes one work queue until `stop()`, reconnecting with capped back-off."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        amqp_url: str,
+        topology: Topology,
+        stage: str,
+        handle: BatchHandler,
+        concurrency: int = 1,
+        batch_size: int = 1,
+        batch_wait: float = 0.0,
+        heartbeat: int = 60,
+        shutdown_grace: float = 30.0,
+        on_failure: FailureHook | None = None,
+    ):
+        self.service = service
+        self.amqp_url = amqp_url
+        self.topology = topology
+        self.stage = stage
+        self.queue = topology.queue(stage)
+        self.handle = handle
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self.heartbeat = heartbeat
+        self.shutdown_grace = shutdown_grace
+        self.on_failure = on_failure
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{service}-worker")
+        self.stopping = threading.Event()
+        self.generation = 0
+        self.buffer: list[Delivery] = []
+        self.buffer_since = 0.0
+        self.in_flight = 0
+        # Read by the health endpoint.
+        self.connected = False
+        self.last_turn = time.time()
+        self.on_progress: Callable[[], None] | None = None
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                self._consume()
+                backoff = 0.5
+            except CONNECTION_ERRORS as exc:
+                self.connected = False
+                log.warning("%s: broker connection lost (%s); reconnecting in %.1fs", self.service, exc or type(exc).__name__, backoff)
+                self.stopping.wait(backoff + random.uniform(0, backoff / 2))
+                backoff = min(backoff * 2, 30.0)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        log.info("%s: stopped", self.service)
+
+    def health(self) -> tuple[bool, str]:
+        return health_of(lambda: self.connected, lambda: self.last_turn)()
+
+    def stop(self) -> None:
+        """Stop taking work; in-flight work is finished (within the grace period) or returned."""
+        self.stopping.set()
+
+    # -- the connection's thread ----------------------------------------------------------------
+
+    def _consume(self) -> None:
+        self.generation += 1
+        self.buffer = []
+        self.in_flight = 0
+        connection = connect(self.amqp_url, self.service, self.heartbeat)
+        try:
+            channel = connection.channel()
+            self.topology.declare(channel)
+            publisher = Publisher(channel, self.topology)
+            channel.basic_qos(prefetch_count=self.concurrency * self.batch_size)
+            tag = channel.basic_consume(self.queue, self._on_message)
+            self.connected = True
+            log.info("%s: consuming %s (%d workers, batches of %d)", self.service, self.queue, self.concurrency, self.batch_size)
+            context = (connection, channel, publisher, self.generation)
+            while not self.stopping.is_set():
+                connection.process_data_events(time_limit=self._wait_time())
+                self._dispatch(context)
+                self.last_turn = time.time()
+            self._drain(connection, channel, tag, context)
+        finally:
+            self.connected = False
+            if connection.is_open:
+                try:
+                    connection.close()
+                except CONNECTION_ERRORS:
+                    pass
+
+    def _wait_time(self) -> float:
+        if self.buffer and self.in_flight < self.concurrency:
+            return max(0.0, min(0.2, self.buffer_since + self.batch_wait - time.monotonic()))
+        return 0.2
+
+    def _on_message(self, channel, method, props, body: bytes) -> None:
+        headers = dict(props.headers or {})
+        if not self.buffer:
+            self.buffer_since = time.monotonic()
+        self.buffer.append(Delivery(
+            tag=method.delivery_tag,
+            body=body,
+            headers=headers,
+            redelivered=method.redelivered,
+            attempt=int(headers.get(ATTEMPT_HEADER, 0) or 0),
+            generation=self.generation,
+        ))
+
+    def _dispatch(self, context) -> None:
+        """Hands full (or old enough) batches to the workers."""
+        connection = context[0]
+        while self.buffer and self.in_flight < self.concurrency:
+            due = time.monotonic() - self.buffer_since >= self.batch_wait
+            if len(self.buffer) < self.batch_size and not due:
+                return
+            batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
+            self.buffer_since = time.monotonic()
+            self.in_flight += 1
+            future = self.pool.submit(self._work, batch)
+            future.add_done_callback(lambda f, b=batch: self._hand_back(connection, context, b, f))
+
+    def _drain(self, connection, channel, consumer_tag, context) -> None:
+        """Graceful stop: no new deliveries; finish what is in flight; return what never started."""
+        channel.basic_cancel(consumer_tag)
+        for delivery in self.buffer:
+            channel.basic_nack(delivery.tag, requeue=True)
+        self.buffer = []
+        deadline = time.monotonic() + self.shutdown_grace
+        while self.in_flight and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.2)
+        if self.in_flight:
+            log.warning("%s: %d batches still running after %.0fs; the broker will hand them out again",
+                        self.service, self.in_flight, self.shutdown_grace)
+
+    # -- worker threads -----------------------------------------------------------------------------
+
+    def _work(self, batch: list[Delivery]) -> list[Decision]:
+        try:
+            outcomes = list(self.handle(batch))
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"handler returned {len(outcomes)} results for {len(batch)} deliveries")
+        except Exception as exc:  # the whole batch failed: each delivery is retried or dead-lettered
+            outcomes = [exc] * len(batch)
+        decisions = []
+        for delivery, outcome in zip(batch, outcomes):
+            if isinstance(outcome, BaseException) and reason_of(outcome) == "unexpected":
+                log.error("%s: unexpected error\n%s", self.service, format_unexpected(outcome))
+            decision = decide(delivery, outcome, self.topology.max_attempts)
+            if not isinstance(decision, Done) and self.on_failure:
+                try:
+                    self.on_failure(delivery, decision)
+                except Exception:
+                    log.exception("%s: could not record a failure", self.service)
+            decisions.append(decision)
+        return decisions
+
+    def _hand_back(self, connection, context, batch: list[Delivery], future: Future) -> None:
+        try:
+            connection.add_callback_threadsafe(lambda: self._settle(context, batch, future))
+        except CONNECTION_ERRORS:
+            pass  # that connection is gone; the broker hands the messages out again
+
+    # -- back on the connection's thread ----------------------------------------------------------
+
+    def _settle(self, context, batch: list[Delivery], future: Future) -> None:
+        connection, channel, publisher, generation = context
+        if generation != self.generation:
+            return
+        self.in_flight -= 1
+        decisions = future.result()  # _work never raises
+        for delivery, decision in zip(batch, decisions):
+            self._apply(channel, publisher, delivery, decision)
+        if self.on_progress:
+            self.on_progress()
+
+    def _apply(self, channel, publisher: Publisher, delivery: Delivery, decision: Decision) -> None:
+        if isinstance(decision, Done):
+            for stage, message in decision.publish:
+                publisher.publish(self.topology.queue(stage), message)
+        elif isinstance(decision, Retry):
+            headers = dict(delivery.headers, **{ATTEMPT_HEADER: decision.number})
+            target = self.topology.retry_queue(self.stage, decision.number)
+            log.warning("%s: %s failed (%s); retry %d via %s", self.service, _name(delivery), decision.error, decision.number, target)
+            publisher.publish_raw(target, delivery.body, properties(None, headers))
+        else:
+            headers = dead_letter_headers(delivery, decision, self.service, self.queue)
+            log.error("%s: %s dead-lettered (%s): %s", self.service, _name(delivery), decision.reason, decision.error)
+            publisher.publish_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))
+        channel.basic_ack(delivery.tag)
+
+
+def _name(delivery: Delivery) -> str:
+    return str(delivery.headers.get(MAHOSO_HEADER) or f"delivery {delivery.tag}")

@@ -1,0 +1,101 @@
+"""Connecting to the digitization database and bringing its schema up to date."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from shared.errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 here (the driver dongbo installs)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    try:
+        if url.startswith("sqlite"):
+            engine = sqlalchemy.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                                        connect_args={"connect_timeout": 10})
+    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"DONGBO_DATABASE_URL: {exc}") from None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets several processes read while one writes; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Applies the migrations (what `dongbo db upgrade` runs)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+@lru_cache(maxsize=None)
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> None:
+    """Waits (with capped back-off) until the database answers, then insists on the current schema.
+
+    A database that is down is a transient fault: the service waits for it. A schema that is behind is
+    a deployment mistake: the service stops and says which command fixes it.
+    """
+    import logging
+    import time
+
+    log = logging.getLogger(__name__)
+    delay, tried = 0.5, 0
+    while True:
+        try:
+            revision = current_revision(engine)
+            break
+        except sqlalchemy.exc.OperationalError as exc:
+            tried += 1
+            if attempts is not None and tried >= attempts:
+                raise
+            log.warning("%s: database not answering (%s); retrying in %.0fs", what, str(exc.orig or exc).splitlines()[0], delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    if revision != head_revision():
+        raise ConfigError(f"DONGBO_DATABASE_URL: the schema is at revision {revision or 'none'}, "
+                          f"expected {head_revision()}; run: dongbo db upgrade")

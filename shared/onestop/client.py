@@ -1,0 +1,303 @@
+"""The client of the one-stop system's API: login, sync, mark synced, and APIs 5–8 of the work plan.
+
+Thread-safe: threads share one session token (see auth.py) and one connection pool. Every call has connect
+and read timeouts; faults that may heal are retried with back-off (retry.py); a refused token is renewed
+and the call that met it is tried once more. The password and the token never appear in a log line, an
+exception or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+from contextlib import closing
+from datetime import date
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from pydantic import SecretStr, ValidationError
+
+from shared.errors import (
+    LoginFailed, MalformedResponse, MarkSyncedRejected, OneStopError, OneStopRefused, OneStopUnavailable, TokenExpired,
+)
+from shared.onestop.auth import TokenCache
+from shared.onestop.bodies import error_of, exception_for, list_in, status_ok
+from shared.onestop.items import describe, plain
+from shared.onestop.models import DocumentType, Dossier, InvalidDossier, format_vn_date
+from shared.onestop.parse import parse_dossiers
+from shared.onestop.retry import RetryPolicy
+from shared.onestop.transport import ResponseBody, Transport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+POOL_SIZE = 32  # enough connections for the downloader's and acker's threads
+
+
+class OneStopClient:
+    """Talks to `{base_url}dangnhap`, `dongbodulieumotcua`, `capnhattrangthaidongbo` and APIs 5–8."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str | SecretStr,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        verify_tls: bool = True,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_response_bytes: int = 4 * 1024**3,
+        max_files_per_dossier: int = 500,
+        session: requests.Session | None = None,
+    ):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the one-stop base URL must be an http:// or https:// URL")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.username = username
+        self._password = password if isinstance(password, SecretStr) else SecretStr(password)
+        self.max_response_bytes = max_response_bytes
+        self.max_files_per_dossier = max_files_per_dossier
+        self._owns_session = session is None
+        self._transport = Transport(self.base_url, session or _new_session(), (connect_timeout, read_timeout), verify_tls)
+        self._retry = RetryPolicy(retries=retries, backoff=backoff)
+        self._tokens = TokenCache(self._login_once)
+
+    @classmethod
+    def from_settings(cls, settings) -> "OneStopClient":
+        settings.require("onestop_url", "onestop_username", "onestop_password")
+        return cls(
+            settings.onestop_url, settings.onestop_username, settings.onestop_password,
+            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+            verify_tls=settings.onestop_verify_tls, retries=settings.http_retries,
+            max_response_bytes=settings.max_sync_response_bytes, max_files_per_dossier=settings.max_files_per_dossier,
+        )
+
+    def __repr__(self) -> str:
+        return f"OneStopClient(base_url={self.base_url!r}, username={self.username!r})"
+
+    def __enter__(self) -> "OneStopClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._transport.session.close()
+
+    # -- 2. login ---------------------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Logs in now (faults that may heal are retried); every later call uses the new token."""
+        for attempt in self._retry.attempts(f"dangnhap as {self.username}"):
+            with attempt:
+                self._tokens.renew(self._tokens.current)
+                return
+
+    def _login_once(self) -> str:
+        what = f"dangnhap as {self.username}"
+        credentials = {"username": self.username, "password": self._password.get_secret_value()}
+        try:
+            body = self._transport.post_json("dangnhap", credentials, what=what)
+        except OneStopRefused as exc:  # 4xx: the document's error body may come with 400 or 401
+            said = exc.detail or f"HTTP {exc.status}"
+            raise LoginFailed(f"the one-stop system refused the login of {self.username}: {said}") from None
+        error = error_of(body)
+        if error is not None:
+            if error.is_server_fault:
+                raise OneStopUnavailable(f"{what}: {error}")
+            raise LoginFailed(f"the one-stop system refused the login of {self.username}: {error}")
+        token = _token_in(body)
+        if token is None:
+            raise MalformedResponse(f"{what}: the answer holds no token")
+        log.info("logged in to the one-stop system at %s as %s", urlsplit(self.base_url).hostname, self.username)
+        return token
+
+    def _authorized(self, send: Callable[[str], T]) -> T:
+        """Runs `send(token)`; if the token is refused, logs in again (once for all threads) and retries once."""
+        token = self._tokens.get()
+        try:
+            return send(token)
+        except TokenExpired as exc:
+            log.info("%s; logging in again", exc)
+            return send(self._tokens.renew(token))
+
+    # -- 3. sync dossiers -------------------------------------------------------------------------
+
+    def fetch_dossiers(
+        self, madonvi: str, tungay: date | None = None, denngay: date | None = None,
+    ) -> Iterator[Dossier | InvalidDossier]:
+        """Every dossier the one-stop system returns for a unit (and a range of the date received), streamed.
+
+        Faults before the first dossier are retried; a fault after it raises (a TransientError), and the
+        caller polls again: the dossiers already returned are not marked synced, so they come again.
+        """
+        payload = sync_payload(madonvi, tungay, denngay)  # checked now, not at the first next()
+        what = f"dongbodulieumotcua for madonvi={madonvi}"
+        if tungay is not None:
+            what += f" ({payload['tungay']}–{payload['denngay']})"
+        return self._stream_dossiers(payload, madonvi, what)
+
+    def _stream_dossiers(self, payload: dict, madonvi: str, what: str) -> Iterator[Dossier | InvalidDossier]:
+        for attempt in self._retry.attempts(what):
+            with attempt:
+                response, items = self._authorized(lambda token: self._open_sync(payload, token, madonvi, what))
+                with closing(response):
+                    for item in items:
+                        attempt.final()
+                        yield item
+                return
+
+    def _open_sync(self, payload: dict, token: str, madonvi: str, what: str) -> tuple[requests.Response, Iterator]:
+        """Sends the sync call and reads up to the first dossier, so that an error body raises here."""
+        response = self._transport.post("dongbodulieumotcua", payload, what=what, token=token)
+        try:
+            items = parse_dossiers(
+                ResponseBody(response, what), madonvi,
+                max_files_per_dossier=self.max_files_per_dossier, max_bytes=self.max_response_bytes,
+            )
+            first = next(items, None)
+        except BaseException:
+            response.close()
+            raise
+        return response, (iter(()) if first is None else itertools.chain((first,), items))
+
+    # -- 4. mark synced ---------------------------------------------------------------------------
+
+    def mark_synced(self, madonvi: str, mahosos: Sequence[str], batch_size: int = 100) -> None:
+        """Tells the one-stop system these dossiers are synced, `batch_size` at a time.
+
+        Safe to repeat: the server keeps a dossier marked. If one batch fails, the earlier ones stay marked
+        and the caller sends them all again.
+        """
+        codes = _unique_codes(mahosos, "mahoso")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, len(codes), batch_size):
+            batch = codes[start : start + batch_size]
+            what = f"capnhattrangthaidongbo for madonvi={madonvi} ({len(batch)} dossiers)"
+            payload = {"madonvi": madonvi, "dataHoso": [{"mahoso": code} for code in batch]}
+            self._update("capnhattrangthaidongbo", payload, what, MarkSyncedRejected)
+            log.info("marked %d dossiers synced for madonvi=%s", len(batch), madonvi)
+
+    # -- 5–8. document types and files (dongbo's own design, docs/onestop-api.md) -------------------
+
+    def document_types(self) -> list[DocumentType]:
+        """The catalog of document types (`danhmucloaitailieu`); entries that do not validate are skipped."""
+        what = "danhmucloaitailieu"
+        body = self._call("danhmucloaitailieu", {}, what, OneStopError)
+        entries = list_in(body)
+        if entries is None:
+            if body in ({}, None, ""):
+                return []
+            raise MalformedResponse(f"{what}: the answer holds no list")
+        types = []
+        for entry in entries:
+            try:
+                types.append(DocumentType.model_validate(plain(entry)))
+            except ValidationError as exc:
+                log.warning("%s: skipped an invalid document type: %s", what, describe(exc))
+        return types
+
+    def mark_files_synced(self, madonvi: str, mahoso: str, files: Sequence[tuple[str, str]]) -> None:
+        """Tells the one-stop system these files of a dossier are synced (`capnhattrangthaidongbofile`)."""
+        if not files:
+            return
+        what = f"capnhattrangthaidongbofile for mahoso={mahoso} madonvi={madonvi} ({len(files)} files)"
+        payload = {
+            "madonvi": madonvi, "mahoso": mahoso,
+            "dataFile": [{"matailieu": matailieu, "url_file": url_file} for matailieu, url_file in files],
+        }
+        self._update("capnhattrangthaidongbofile", payload, what, MarkSyncedRejected)
+        log.info("marked %d files synced for mahoso=%s madonvi=%s", len(files), mahoso, madonvi)
+
+    def replace_file(self, madonvi: str, mahoso: str, matailieu: str, ten_file: str, content: bytes) -> None:
+        """Puts a file in place of the dossier's file of that document type (`capnhatfiletheoloaitailieu`)."""
+        what = f"capnhatfiletheoloaitailieu for mahoso={mahoso} madonvi={madonvi} matailieu={matailieu}"
+        payload = {
+            "madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu, "ten_file": ten_file,
+            "noidung_base64": base64.b64encode(content).decode("ascii"),
+        }
+        self._update("capnhatfiletheoloaitailieu", payload, what, OneStopError)
+        log.info("replaced the file %s (%d bytes) of mahoso=%s madonvi=%s", matailieu, len(content), mahoso, madonvi)
+
+    def delete_file(self, madonvi: str, mahoso: str, matailieu: str) -> None:
+        """Deletes the dossier's file of that document type (`xoafiletheoloaitailieu`)."""
+        what = f"xoafiletheoloaitailieu for mahoso={mahoso} madonvi={madonvi} matailieu={matailieu}"
+        self._update("xoafiletheoloaitailieu", {"madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu}, what, OneStopError)
+        log.info("deleted the file %s of mahoso=%s madonvi=%s", matailieu, mahoso, madonvi)
+
+    # -- shared by the JSON calls -----------------------------------------------------------------
+
+    def _call(self, endpoint: str, payload: Any, what: str, rejected: type[OneStopError]) -> Any:
+        """POSTs with the token and returns the JSON answer; an error body raises (`rejected` by default)."""
+
+        def send(token: str) -> Any:
+            body = self._transport.post_json(endpoint, payload, what=what, token=token)
+            error = error_of(body, has_list=list_in(body) is not None)
+            if error is not None:
+                raise exception_for(error, what, rejected)
+            return body
+
+        for attempt in self._retry.attempts(what):
+            with attempt:
+                return self._authorized(send)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _update(self, endpoint: str, payload: Any, what: str, rejected: type[OneStopError]) -> None:
+        """An update succeeds only when its answer says `"status": 200`, whatever the HTTP status was."""
+        body = self._call(endpoint, payload, what, rejected)
+        if not status_ok(body):
+            status = body.get("status") if isinstance(body, dict) else None
+            message = body.get("message") if isinstance(body, dict) else None
+            raise rejected(f"{what}: the one-stop system answered status {status!r} ({message or 'no message'}), not 200")
+
+
+def sync_payload(madonvi: str, tungay: date | None, denngay: date | None) -> dict[str, str]:
+    """The sync call's body; without dates the one-stop system returns every unsynced dossier with a result."""
+    if not isinstance(madonvi, str) or not madonvi.strip():
+        raise ValueError("madonvi must be a unit code")
+    if (tungay is None) != (denngay is None):
+        raise ValueError("give both tungay and denngay, or neither")
+    payload = {"madonvi": madonvi}
+    if tungay is not None and denngay is not None:
+        if tungay > denngay:
+            raise ValueError(f"tungay {tungay} is after denngay {denngay}")
+        payload.update(tungay=format_vn_date(tungay), denngay=format_vn_date(denngay))
+    return payload
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _token_in(body: Any) -> str | None:
+    """`{"token": ...}` as documented, also when wrapped once (`{"data": {"token": ...}}`)."""
+    if not isinstance(body, dict):
+        return None
+    candidates = [body] + [value for value in body.values() if isinstance(value, dict)]
+    for candidate in candidates:
+        token = candidate.get("token")
+        if isinstance(token, str) and token.strip():
+            return token.strip()
+    return None
+
+
+def _unique_codes(values: Sequence[str], name: str) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError(f"give a sequence of {name} codes, not one string")
+    codes = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"every {name} must be a non-empty code, got {value!r}")
+        codes.append(value)
+    return list(dict.fromkeys(codes))  # the same code twice in one call is sent once

@@ -1,0 +1,330 @@
+"""The object store (S3 through `minio`): streamed uploads with bounded memory, and a completeness mark.
+
+An object counts as stored only when it carries the tag `sha256` (with `size`), which is set after the
+upload has been verified. An object without it — a crash between upload and verification, a source that
+changed mid-way — is simply uploaded again, so "is it stored?" never trusts a half-done write.
+
+A killed upload leaves its multipart parts behind, invisible and billed. Two things clean them: a bucket
+lifecycle rule that aborts incomplete uploads after a day (where the server supports it), and
+`abort_stale_uploads`, which the downloader calls on start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter, Tags
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
+
+from shared.errors import DongboError, IntegrityError, StorageUnavailable, TruncatedBody
+
+log = logging.getLogger(__name__)
+
+MIN_PART_SIZE = 5 * 1024**2  # S3's smallest multipart part
+LIFECYCLE_RULE_ID = "dongbo-abort-incomplete-uploads"
+MISSING = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"})
+NO_LIFECYCLE = frozenset({"NoSuchLifecycleConfiguration"})
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object that is complete: uploaded, verified and tagged."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+    last_modified: datetime | None
+    etag: str | None
+    metadata: dict[str, str] = field(default_factory=dict)  # user metadata, keys lower case, no x-amz-meta-
+
+    @property
+    def source_etag(self) -> str | None:
+        return self.metadata.get("source-etag")
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What an upload wrote, as counted and hashed from the bytes minio read."""
+
+    key: str
+    size: int
+    sha256: str
+    etag: str | None
+
+
+class _HashingReader:
+    """The file-like object minio reads: pulls chunks on demand, hashing and counting as they pass.
+
+    `read(n)` returns up to n bytes and keeps at most one chunk of leftover, so memory stays at about
+    the part minio is assembling plus one chunk. With a known `length` it refuses to end early (a short
+    source must fail, not be padded out by an error minio would raise later).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], length: int | None):
+        self._chunks = iter(chunks)
+        self._length = length
+        self._leftover = b""
+        self._eof = False
+        self.size = 0
+        self._sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        have = 0
+        while size < 0 or have < size:
+            if self._leftover:
+                chunk, self._leftover = self._leftover, b""
+            elif self._eof:
+                break
+            else:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    self._eof = True
+                    break
+            if size >= 0 and have + len(chunk) > size:
+                cut = size - have
+                chunk, self._leftover = chunk[:cut], chunk[cut:]
+            parts.append(chunk)
+            have += len(chunk)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        del parts  # the pieces go before minio starts the next part, not after
+        self._sha.update(data)
+        self.size += len(data)
+        if self._eof and self._length is not None and self.size < self._length:
+            raise TruncatedBody(f"source ended at {self.size} of {self._length} bytes")
+        return data
+
+    def exhausted(self) -> bool:
+        """True when the source has nothing beyond what was read (minio stops at `length`)."""
+        if self._leftover:
+            return False
+        if not self._eof:
+            for chunk in self._chunks:
+                if chunk:
+                    self._leftover = chunk
+                    return False
+            self._eof = True
+        return True
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+
+class ObjectStore:
+    """One bucket of an S3 server."""
+
+    def __init__(self, client: Minio, bucket: str, part_size: int = 8 * 1024**2):
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part size must be at least {MIN_PART_SIZE} bytes")
+        self.client = client
+        self.bucket = bucket
+        self.part_size = part_size
+
+    @classmethod
+    def from_settings(cls, settings) -> "ObjectStore":
+        # minio's own default pool, with our connect timeout: retries 5xx with back-off, reuses connections.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=settings.connect_timeout, read=max(settings.read_timeout, 300.0)),
+            maxsize=max(10, settings.download_concurrency * 2),
+            retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+            http_client=http,
+        )
+        return cls(client, settings.s3_bucket, part_size=settings.part_size)
+
+    # -- the bucket ------------------------------------------------------------------------------
+
+    def ensure_bucket(self) -> None:
+        """Creates the bucket if missing and makes sure it aborts forgotten multipart uploads."""
+        with _storage_errors(f"bucket {self.bucket}"):
+            if not self.client.bucket_exists(self.bucket):
+                try:
+                    self.client.make_bucket(self.bucket)
+                    log.info("created bucket %s", self.bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise  # another downloader creating it at the same moment is fine
+        self._ensure_lifecycle()
+
+    def _ensure_lifecycle(self) -> None:
+        """Adds our rule beside any the operator has, once; a server without lifecycle support only warns."""
+        try:
+            try:
+                current = self.client.get_bucket_lifecycle(self.bucket)
+            except S3Error as exc:
+                if exc.code not in NO_LIFECYCLE:
+                    raise
+                current = None
+            rules = list(current.rules) if current else []
+            if any(rule.rule_id == LIFECYCLE_RULE_ID for rule in rules):
+                return
+            rules.append(Rule(
+                ENABLED,
+                rule_filter=Filter(prefix=""),
+                rule_id=LIFECYCLE_RULE_ID,
+                abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(days_after_initiation=1),
+            ))
+            self.client.set_bucket_lifecycle(self.bucket, LifecycleConfig(rules))
+            log.info("bucket %s now aborts incomplete multipart uploads after 1 day", self.bucket)
+        except (S3Error, ServerError, InvalidResponseError, ValueError) as exc:
+            log.warning(
+                "bucket %s: could not set the lifecycle rule that aborts incomplete uploads (%s); "
+                "stale uploads are still aborted when the downloader starts", self.bucket, _brief(exc),
+            )
+
+    def abort_stale_uploads(self, older_than: timedelta, prefix: str = "") -> int:
+        """Aborts multipart uploads started more than `older_than` ago; returns how many."""
+        cutoff = datetime.now(timezone.utc) - older_than
+        aborted = 0
+        key_marker: str | None = None
+        upload_marker: str | None = None
+        with _storage_errors(f"bucket {self.bucket}"):
+            while True:
+                result = self.client._list_multipart_uploads(
+                    self.bucket, prefix=prefix or None, key_marker=key_marker, upload_id_marker=upload_marker,
+                )
+                for upload in result.uploads:
+                    started = upload.initiated_time
+                    if started is None:
+                        continue  # age unknown: it may be another worker's upload in flight
+                    if started.tzinfo is None:
+                        started = started.replace(tzinfo=timezone.utc)
+                    if started <= cutoff:
+                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
+                        aborted += 1
+                        log.info("aborted stale multipart upload of %s started %s", upload.object_name, started)
+                if not result.is_truncated or not result.uploads:
+                    break
+                # minio 7.2 drops NextUploadIdMarker, so page on from the last upload listed.
+                key_marker, upload_marker = result.uploads[-1].object_name, result.uploads[-1].upload_id
+        return aborted
+
+    # -- objects ---------------------------------------------------------------------------------
+
+    def find_complete(self, key: str) -> StoredObject | None:
+        """The object at `key` if it is complete (tagged `sha256` and `size` matching it), else None."""
+        with _storage_errors(key):
+            try:
+                stat = self.client.stat_object(self.bucket, key)
+                tags = self.client.get_object_tags(self.bucket, key) or {}
+            except S3Error as exc:
+                if exc.code in MISSING:
+                    return None
+                raise
+        sha256 = tags.get("sha256", "")
+        if len(sha256) != 64 or tags.get("size") != str(stat.size):
+            return None
+        metadata = _user_metadata(stat.metadata)
+        return StoredObject(
+            key=key,
+            size=int(stat.size),
+            sha256=sha256,
+            content_type=metadata.get("dongbo-content-type") or stat.content_type or "application/octet-stream",
+            last_modified=stat.last_modified,
+            etag=stat.etag,
+            metadata=metadata,
+        )
+
+    def stat_size(self, key: str) -> int | None:
+        """The size of whatever object is at `key` (complete or not), or None."""
+        with _storage_errors(key):
+            try:
+                return int(self.client.stat_object(self.bucket, key).size)
+            except S3Error as exc:
+                if exc.code in MISSING:
+                    return None
+                raise
+
+    def put_stream(
+        self,
+        key: str,
+        chunks: Iterator[bytes],
+        length: int | None,
+        content_type: str,
+        part_size: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> PutResult:
+        """Uploads a stream part by part (one part in memory at a time) and returns its size and SHA-256.
+
+        With a known `length` minio sends exactly that many bytes; with None it sends until the chunks
+        end. If the chunks raise, minio aborts the multipart upload and the error comes out unchanged.
+        """
+        part_size = part_size or self.part_size
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part size must be at least {MIN_PART_SIZE} bytes")
+        reader = _HashingReader(chunks, length)
+        with _storage_errors(key):
+            result = self.client.put_object(
+                self.bucket,
+                key,
+                reader,
+                length if length is not None else -1,
+                content_type=content_type,
+                metadata=metadata or None,
+                part_size=part_size,
+                num_parallel_uploads=1,  # parallel parts would hold several parts in memory at once
+            )
+        if not reader.exhausted():
+            raise IntegrityError(f"source of {key} sent more than its announced {length} bytes")
+        return PutResult(key=key, size=reader.size, sha256=reader.sha256, etag=result.etag)
+
+    def mark_complete(self, key: str, sha256: str, size: int, extra: dict[str, str] | None = None) -> None:
+        """Tags a verified object: from now on `find_complete` trusts it."""
+        tags = Tags.new_object_tags()
+        for name, value in (extra or {}).items():
+            tags[name] = value
+        tags["sha256"] = sha256
+        tags["size"] = str(size)
+        with _storage_errors(key):
+            self.client.set_object_tags(self.bucket, key, tags)
+
+    def remove(self, key: str) -> None:
+        with _storage_errors(key):
+            self.client.remove_object(self.bucket, key)
+
+
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Turns minio and network failures into StorageUnavailable; our own errors pass through unchanged.
+
+    Every store failure counts as transient: a store that is down, full or misconfigured is never the
+    fault of the dossier being stored, so its message waits and retries instead of being dead-lettered.
+    """
+    try:
+        yield
+    except DongboError:
+        raise
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise StorageUnavailable(f"object store failed on {what}: {_brief(exc)}") from exc
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, S3Error):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, ServerError):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__
+
+
+def _user_metadata(headers) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if name.lower().startswith("x-amz-meta-"):
+            result[name[len("x-amz-meta-"):].lower()] = value
+    return result
