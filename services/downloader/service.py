@@ -23,8 +23,7 @@ def build(settings: Settings) -> Consumer:
     store.ensure_bucket()
     # A downloader killed mid-upload leaves parts behind; no upload runs longer than a day.
     store.abort_stale_uploads(older_than=timedelta(days=1))
-    source = FileSource(settings.file_hosts, settings.max_file_bytes, settings.connect_timeout, settings.read_timeout,
-                        verify_tls=settings.onestop_verify_tls)
+    source = FileSource.from_settings(settings)
     handler = DownloadHandler(source, store, engine, part_size=settings.part_size, max_files=settings.max_files_per_dossier)
     reporter = StatusReporter(engine, "downloader")
     consumer = Consumer(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shared.errors import OneStopError, OneStopUnavailable, TokenExpired
+from shared.errors import OneStopError, OneStopRefused, OneStopUnavailable, TokenExpired
 
 # Words in an error message that mean the session token was refused, not the request (Vietnamese and English).
 _TOKEN_WORDS = ("token", "hết hạn", "het han", "expired", "unauthorized", "unauthenticated", "xác thực")
@@ -98,7 +98,10 @@ def exception_for(error: ErrorBody, what: str, default: type[OneStopError] = One
         return TokenExpired(f"the one-stop system refused the token for {what}: {error}")
     if error.is_server_fault:
         return OneStopUnavailable(f"the one-stop system failed {what}: {error}")
-    return default(f"the one-stop system answered {what} with an error: {error}")
+    message = f"the one-stop system answered {what} with an error: {error}"
+    if issubclass(default, OneStopRefused):
+        return default(message, error.status, str(error))
+    return default(message)
 
 
 def status_ok(body: Any) -> bool:

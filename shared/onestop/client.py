@@ -223,13 +223,14 @@ class OneStopClient:
             "madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu, "ten_file": ten_file,
             "noidung_base64": base64.b64encode(content).decode("ascii"),
         }
-        self._update("capnhatfiletheoloaitailieu", payload, what, OneStopError)
+        self._update("capnhatfiletheoloaitailieu", payload, what, OneStopRefused)
         log.info("replaced the file %s (%d bytes) of mahoso=%s madonvi=%s", matailieu, len(content), mahoso, madonvi)
 
     def delete_file(self, madonvi: str, mahoso: str, matailieu: str) -> None:
         """Deletes the dossier's file of that document type (`xoafiletheoloaitailieu`)."""
         what = f"xoafiletheoloaitailieu for mahoso={mahoso} madonvi={madonvi} matailieu={matailieu}"
-        self._update("xoafiletheoloaitailieu", {"madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu}, what, OneStopError)
+        payload = {"madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu}
+        self._update("xoafiletheoloaitailieu", payload, what, OneStopRefused)
         log.info("deleted the file %s of mahoso=%s madonvi=%s", matailieu, mahoso, madonvi)
 
     # -- shared by the JSON calls -----------------------------------------------------------------
