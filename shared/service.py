@@ -127,3 +127,17 @@ def failure_recorder(engine: Engine, service: str, reporter: StatusReporter):
                                       decision.reason, f"{service}: {decision.error}", final)
 
     return record
+
+
+def wait_until_ready(action: Callable[[], object], what: str, max_delay: float = 30.0):
+    """Runs a start-up step until it stops failing with a transient error (a store still starting)."""
+    from shared.errors import TransientError
+
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except TransientError as exc:
+            log.warning("%s not ready (%s); retrying in %.0fs", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)

@@ -8,7 +8,7 @@ from shared.broker.consumer import Consumer, one_at_a_time
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db.engine import make_engine, wait_for_schema
 from shared.http_fetch import FileSource
-from shared.service import StatusReporter, failure_recorder
+from shared.service import StatusReporter, failure_recorder, wait_until_ready
 from shared.settings import Settings
 from shared.storage import ObjectStore
 from services.downloader.handler import DownloadHandler
@@ -20,9 +20,9 @@ def build(settings: Settings) -> Consumer:
     engine = make_engine(settings.database_url.get_secret_value())
     wait_for_schema(engine, "downloader")
     store = ObjectStore.from_settings(settings)
-    store.ensure_bucket()
+    wait_until_ready(store.ensure_bucket, "the object store")
     # A downloader killed mid-upload leaves parts behind; no upload runs longer than a day.
-    store.abort_stale_uploads(older_than=timedelta(days=1))
+    wait_until_ready(lambda: store.abort_stale_uploads(older_than=timedelta(days=1)), "the object store")
     source = FileSource.from_settings(settings)
     handler = DownloadHandler(source, store, engine, part_size=settings.part_size, max_files=settings.max_files_per_dossier)
     reporter = StatusReporter(engine, "downloader")
