@@ -87,7 +87,8 @@ def fresh_database() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test; dropped afterwards."""
     import sqlalchemy
 
-    admin = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT")
+    # No pool: a test may restart the server, and a pooled connection would be dead afterwards.
+    admin = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
     name = f"dongbo_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:

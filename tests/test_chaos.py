@@ -1,0 +1,119 @@
+"""Chaos: a few hundred dossiers while every service is killed (kill -9) and restarted at random, the
+broker's connections are closed by force, the S3 server and the database restart, and the simulator
+fails, hangs, truncates and expires tokens. At the end every good dossier is indexed once, every file
+stored with the right SHA-256, every dossier marked synced, and the poison ones — and only those —
+sit in the dead-letter queues with their reasons."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections import Counter
+
+import pika
+import pytest
+import requests
+
+from shared.broker.outcome import REASON_HEADER
+from shared.broker.publisher import MAHOSO_HEADER
+from shared.broker.topology import WORK_QUEUES, Topology
+from tests.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from tests.services import wait_for
+from tests.test_pipeline_e2e import check_archive
+
+pytestmark = pytest.mark.slow
+
+DELAYS = "0.5,1,2,4,8,8"
+FAULTS = {
+    "error_rate": {"dongbodulieumotcua": 0.1, "capnhattrangthaidongbo": 0.1, "files": 0.05, "dangnhap": 0.05},
+    "truncate_rate": 0.03,
+    "hang_rate": 0.01,
+    "hang_seconds": 4,
+    "token_lifetime": 3,
+    "mark_fail_after_record_rate": 0.1,
+}
+# What each poison dossier of the simulator must be dead-lettered as.
+POISON_REASONS = {"bad-date": "malformed-dossier", "missing-file": "file-not-found", "forbidden-host": "forbidden-host"}
+
+
+def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
+    """(mahoso, reason) of every message in the dead-letter queues; messages are left in place."""
+    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+    channel = connection.channel()
+    found = []
+    for stage in WORK_QUEUES:
+        while True:
+            method, props, _body = channel.basic_get(topology.dead_letter_queue(stage))
+            if method is None:
+                break
+            headers = props.headers or {}
+            found.append((str(headers.get(MAHOSO_HEADER)), str(headers.get(REASON_HEADER))))
+    connection.close()  # unacknowledged: all go back
+    return found
+
+
+def restart_database() -> None:
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart", "-m", "fast"], check=True, timeout=60)
+
+
+def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+    rng = random.Random(20201030)
+    sim = simulator_factory("--seed", "11", "--units", "3", "--dossiers", "200", "--files-per-dossier", "2",
+                            "--file-size", "200-40000", "--poison", "6")
+    expected = expected_dossiers(sim)
+    poison = {d["mahoso"]: d["poison"] for d in sim_dossiers(sim) if d["poison"]}
+    assert len(poison) == 6 and len(expected) >= 150
+    units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
+
+    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
+                                  bucket=bucket, queue_prefix=queue_prefix, DONGBO_RETRY_DELAYS=DELAYS,
+                                  DONGBO_READ_TIMEOUT="2", DONGBO_CONNECT_TIMEOUT="2", DONGBO_HEARTBEAT="5",
+                                  DONGBO_HTTP_RETRIES="2", DONGBO_ACK_BATCH_SIZE="20")
+    pipeline.dongbo("db", "upgrade")
+    requests.post(sim.root + "/_sim/faults", json=FAULTS, timeout=10).raise_for_status()
+    pipeline.start_all(downloaders=2)
+    try:
+        # Chaos for a while: kill one process at random and start a new one in its place.
+        deadline = time.monotonic() + 45
+        kills = Counter()
+        broke = []
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(1.0, 2.5))
+            victim = rng.choice([p for p in pipeline.processes if p.alive()])
+            victim.kill()
+            kills[victim.name] += 1
+            pipeline.start(victim.name)
+            event = rng.random()
+            if event < 0.15 and "broker" not in broke:
+                subprocess.run(["rabbitmqctl", "close_all_connections", "chaos"], capture_output=True, timeout=60)
+                broke.append("broker")
+            elif event < 0.3 and "s3" not in broke:
+                s3_server.start()  # stops and starts the S3 server: in-flight uploads fail
+                broke.append("s3")
+            elif event < 0.45 and "database" not in broke:
+                restart_database()
+                broke.append("database")
+        assert set(kills) == {"fetcher", "downloader", "indexer", "acker"} or sum(kills.values()) >= 12
+
+        # Calm: faults off, every surviving process carries on.
+        requests.post(sim.root + "/_sim/faults", json={"error_rate": {}, "truncate_rate": 0, "hang_rate": 0,
+                                                       "mark_fail_after_record_rate": 0}, timeout=10)
+        wait_until_synced(sim, pipeline, len(expected), timeout=240)
+        topology = Topology(queue_prefix, tuple(float(d) for d in DELAYS.split(",")))
+        work_and_retry = [n for n in topology.names() if not n.endswith(".dlq")]
+        wait_for(lambda: not any(queue_depths(rabbit_url, work_and_retry).values()), timeout=60,
+                 what="work and retry queues empty")
+
+        check_archive(sim, pg_url, s3_server, bucket)
+        synced = {d["mahoso"] for d in sim_dossiers(sim) if d["synced"]}
+        assert {d["mahoso"] for d in expected} <= synced
+        assert not set(poison) & synced, "a poison dossier was marked synced"
+
+        parked = dead_letters(rabbit_url, topology)
+        assert {m for m, _ in parked} == set(poison), f"dead letters {parked} != poison {poison}"
+        for mahoso, reason in parked:
+            assert reason == POISON_REASONS[poison[mahoso]], (mahoso, reason)
+    finally:
+        pipeline.stop_all()
+        requests.post(sim.root + "/_sim/faults", json={"error_rate": {}}, timeout=10)
