@@ -51,6 +51,9 @@ def main(name: str, build: Callable[[Settings], Service], settings: Settings | N
         settings = settings or load_settings()
         setup_logging(settings.log_level, settings.log_json)
         register_secrets(settings)
+        if not settings.onestop_verify_tls:
+            log.warning("TLS certificates of the one-stop system and its file hosts are NOT verified "
+                        "(DONGBO_ONESTOP_VERIFY_TLS=false): anyone on the path can read the password and the files")
         service = build(settings)
     except ConfigError as exc:
         print(f"dongbo {name}: {exc}", file=sys.stderr)

@@ -108,6 +108,9 @@ class Pipeline:
         for process in self.processes:
             process.terminate()
 
+    def logs_whole(self) -> str:
+        return "\n".join(p.log() for p in self.processes)
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.log_path.name}\n{p.log()[-5000:]}" for p in self.processes)
 

@@ -5,6 +5,7 @@ marked synced; a second run must change nothing."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 
 import pytest
@@ -14,6 +15,10 @@ from tests.pipeline import Pipeline, database_rows, expected_dossiers, queue_dep
 from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
+
+# A password that cannot appear in a log line by chance, and the shape of any JWT the simulator issues.
+PASSWORD = "Mật-khẩu-0f9e8d7c"
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 
 def sha256_of(s3, bucket: str, key: str) -> str:
@@ -53,13 +58,14 @@ def check_archive(sim, pg_url, s3_server, bucket):
 
 def test_every_dossier_arrives_once_intact_and_marked_synced(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
     sim = simulator_factory("--seed", "7", "--units", "3", "--dossiers", "240", "--files-per-dossier", "2",
-                            "--file-size", "500-300000")
+                            "--file-size", "500-300000", "--token-lifetime", "5", env={"DONGBO_SIM_PASSWORD": PASSWORD})
     expected = expected_dossiers(sim)
     units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
     assert len(expected) >= 200 and len(units) == 3
 
     pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
-                                  bucket=bucket, queue_prefix=queue_prefix)
+                                  bucket=bucket, queue_prefix=queue_prefix, DONGBO_ONESTOP_PASSWORD=PASSWORD,
+                                  DONGBO_LOG_LEVEL="DEBUG")
     pipeline.dongbo("db", "upgrade")
     pipeline.start_all(downloaders=3)
     try:
@@ -87,5 +93,14 @@ def test_every_dossier_arrives_once_intact_and_marked_synced(simulator_factory, 
         assert marks == {d["mahoso"]: d["mark_count"] for d in sim_dossiers(sim)}
         assert fetches == {f["url_file"]: f["fetch_count"] for d in sim_dossiers(sim) for f in d["files"]}
         assert objects == sorted(o.object_name for o in s3_server.client().list_objects(bucket, recursive=True))
+
+        # Secrets: a wrong password is refused with a clear line that does not repeat it.
+        wrong = pipeline.start("fetcher", "--once", DONGBO_ONESTOP_PASSWORD="Sai-mật-khẩu-77aa")
+        wrong.process.wait(60)
+        assert "login-failed" in wrong.log() or "LoginFailed" in wrong.log()
+        logs = pipeline.logs_whole()
+        assert PASSWORD not in logs and "Sai-mật-khẩu-77aa" not in logs
+        assert s3_server.secret_key not in logs
+        assert not JWT.search(logs), "a token reached a log line"
     finally:
         pipeline.stop_all()

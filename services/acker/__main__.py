@@ -1,6 +1,7 @@
+"""`python -m services.acker`: the same as `dongbo acker`."""
+
 import sys
 
-from shared.service import main
-from services.acker.service import build
+from cli.main import main
 
-sys.exit(main("acker", build))
+sys.exit(main(["acker", *sys.argv[1:]]))

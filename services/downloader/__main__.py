@@ -1,6 +1,7 @@
+"""`python -m services.downloader`: the same as `dongbo downloader`."""
+
 import sys
 
-from shared.service import main
-from services.downloader.service import build
+from cli.main import main
 
-sys.exit(main("downloader", build))
+sys.exit(main(["downloader", *sys.argv[1:]]))

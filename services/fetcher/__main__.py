@@ -1,6 +1,7 @@
+"""`python -m services.fetcher`: the same as `dongbo fetcher`."""
+
 import sys
 
-from shared.service import main
-from services.fetcher.service import Fetcher
+from cli.main import main
 
-sys.exit(main("fetcher", Fetcher))
+sys.exit(main(["fetcher", *sys.argv[1:]]))

@@ -1,6 +1,7 @@
+"""`python -m services.indexer`: the same as `dongbo indexer`."""
+
 import sys
 
-from shared.service import main
-from services.indexer.service import build
+from cli.main import main
 
-sys.exit(main("indexer", build))
+sys.exit(main(["indexer", *sys.argv[1:]]))
