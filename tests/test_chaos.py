@@ -7,7 +7,6 @@ sit in the dead-letter queues with their reasons."""
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 from collections import Counter
 
@@ -19,6 +18,7 @@ from shared.broker.outcome import REASON_HEADER
 from shared.broker.publisher import MAHOSO_HEADER
 from shared.broker.topology import WORK_QUEUES, Topology
 from tests.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from tests import services
 from tests.services import wait_for
 from tests.test_pipeline_e2e import check_archive
 
@@ -53,10 +53,6 @@ def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
     return found
 
 
-def restart_database() -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart", "-m", "fast"], check=True, timeout=60)
-
-
 def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
     rng = random.Random(20201030)
     sim = simulator_factory("--seed", "11", "--units", "3", "--dossiers", "200", "--files-per-dossier", "2",
@@ -86,13 +82,13 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
             pipeline.start(victim.name)
             event = rng.random()
             if event < 0.15 and "broker" not in broke:
-                subprocess.run(["rabbitmqctl", "close_all_connections", "chaos"], capture_output=True, timeout=60)
+                services.rabbitmqctl("close_all_connections", "chaos")
                 broke.append("broker")
             elif event < 0.3 and "s3" not in broke:
                 s3_server.start()  # stops and starts the S3 server: in-flight uploads fail
                 broke.append("s3")
             elif event < 0.45 and "database" not in broke:
-                restart_database()
+                services.restart_database()
                 broke.append("database")
         assert set(kills) == {"fetcher", "downloader", "indexer", "acker"} or sum(kills.values()) >= 12
 

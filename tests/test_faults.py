@@ -20,6 +20,7 @@ from shared.errors import FileNotFound
 from shared.messages import DossierFetched
 from shared.onestop.models import Dossier
 from tests.pipeline import Pipeline, database_rows, queue_depths, sim_dossiers
+from tests import services
 from tests.services import ROOT, wait_for
 
 DELAYS = (0.5, 1.0, 2.0)
@@ -137,7 +138,7 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
         wait_for(lambda: sim_dossiers(sim)[0]["files"][0]["fetch_count"] >= 1, timeout=30, what="the download to start")
         if disconnect:
             time.sleep(2)
-            subprocess.run(["rabbitmqctl", "close_all_connections", "test"], capture_output=True, timeout=60)
+            services.rabbitmqctl("close_all_connections", "test")
         wait_for(lambda: len(database_rows(pg_url)[0]) == 1, timeout=60, what="the dossier indexed")
         wait_for(lambda: not any(queue_depths(rabbit_url, [topology.queue(DOWNLOAD), topology.queue(INDEX)]).values()),
                  timeout=30, what="queues drained")
