@@ -43,11 +43,13 @@ def _queue_prefixes(rabbit_url):
 
 
 @pytest.fixture
-def queue_prefix(_queue_prefixes) -> str:
-    """A fresh queue prefix per test, so no test sees another's messages."""
+def queue_prefix(_queue_prefixes, rabbit_url) -> str:
+    """A fresh queue prefix per test, so no test sees another's messages; its queues go afterwards
+    (each quorum queue costs the broker a process and a log, so they must not pile up)."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     _queue_prefixes.append(prefix)
-    return prefix
+    yield prefix
+    services.delete_topologies(rabbit_url, prefix)
 
 
 @pytest.fixture

@@ -298,3 +298,23 @@ def delete_queues(url: str, prefixes: list[str]) -> None:
     for name in names:
         channel.queue_delete(name)
     connection.close()
+
+
+# The retry delays the tests configure; with the defaults, they name every queue a test can create.
+TEST_RETRY_DELAYS = ((0.5, 1.0, 2.0), (0.5, 1.0, 2.0, 4.0, 8.0, 8.0), (5.0, 30.0, 120.0, 600.0, 1800.0))
+
+
+def delete_topologies(url: str, prefix: str) -> None:
+    import pika
+
+    from shared.broker.topology import Topology
+
+    names = {name for delays in TEST_RETRY_DELAYS for name in Topology(prefix, delays).names()}
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for name in sorted(names):
+        try:
+            channel.queue_delete(name)
+        except pika.exceptions.ChannelClosedByBroker:  # not there
+            channel = connection.channel()
+    connection.close()

@@ -1,5 +1,5 @@
 """Chaos: a few hundred dossiers while every service is killed (kill -9) and restarted at random, the
-broker's connections are closed by force, the S3 server and the database restart, and the simulator
+broker connections are cut (reset) by force, the S3 server and the database restart, and the simulator
 fails, hangs, truncates and expires tokens. At the end every good dossier is indexed once, every file
 stored with the right SHA-256, every dossier marked synced, and the poison ones — and only those —
 sit in the dead-letter queues with their reasons."""
@@ -20,6 +20,7 @@ from shared.broker.topology import WORK_QUEUES, Topology
 from tests.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
 from tests import services
 from tests.services import wait_for
+from tests.tcpproxy import TcpProxy
 from tests.test_pipeline_e2e import check_archive
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,9 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
     assert len(poison) == 6 and len(expected) >= 150
     units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
 
-    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
+    # The services reach RabbitMQ through a proxy that can cut every connection at once.
+    proxy = TcpProxy.for_amqp(rabbit_url)
+    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=proxy.url(rabbit_url), pg_url=pg_url, s3=s3_server,
                                   bucket=bucket, queue_prefix=queue_prefix, DONGBO_RETRY_DELAYS=DELAYS,
                                   DONGBO_READ_TIMEOUT="2", DONGBO_CONNECT_TIMEOUT="2", DONGBO_HEARTBEAT="5",
                                   DONGBO_HTTP_RETRIES="2", DONGBO_ACK_BATCH_SIZE="20")
@@ -82,7 +85,7 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
             pipeline.start(victim.name)
             event = rng.random()
             if event < 0.15 and "broker" not in broke:
-                services.rabbitmqctl("close_all_connections", "chaos")
+                assert proxy.cut() > 0
                 broke.append("broker")
             elif event < 0.3 and "s3" not in broke:
                 s3_server.start()  # stops and starts the S3 server: in-flight uploads fail
@@ -112,4 +115,5 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
             assert reason == POISON_REASONS[poison[mahoso]], (mahoso, reason)
     finally:
         pipeline.stop_all()
+        proxy.close()
         requests.post(sim.root + "/_sim/faults", json={"error_rate": {}}, timeout=10)

@@ -20,8 +20,8 @@ from shared.errors import FileNotFound
 from shared.messages import DossierFetched
 from shared.onestop.models import Dossier
 from tests.pipeline import Pipeline, database_rows, queue_depths, sim_dossiers
-from tests import services
 from tests.services import ROOT, wait_for
+from tests.tcpproxy import TcpProxy
 
 DELAYS = (0.5, 1.0, 2.0)
 
@@ -131,14 +131,15 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
     dossier = next(d for d in sim_dossiers(sim) if d["has_result"])
     topology = Topology(queue_prefix, DELAYS)
     publish(rabbit_url, topology, DOWNLOAD, fetched_message(dossier))
+    proxy = TcpProxy.for_amqp(rabbit_url)
     pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, DONGBO_HEARTBEAT="2")
-    downloader = pipeline.start("downloader")
+    downloader = pipeline.start("downloader", DONGBO_AMQP_URL=proxy.url(rabbit_url))
     pipeline.start("indexer")
     try:
         wait_for(lambda: sim_dossiers(sim)[0]["files"][0]["fetch_count"] >= 1, timeout=30, what="the download to start")
         if disconnect:
             time.sleep(2)
-            services.rabbitmqctl("close_all_connections", "test")
+            assert proxy.cut() == 1  # the downloader's connection, mid-transfer
         wait_for(lambda: len(database_rows(pg_url)[0]) == 1, timeout=60, what="the dossier indexed")
         wait_for(lambda: not any(queue_depths(rabbit_url, [topology.queue(DOWNLOAD), topology.queue(INDEX)]).values()),
                  timeout=30, what="queues drained")
@@ -152,6 +153,7 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
             assert sim_dossiers(sim)[0]["files"][0]["fetch_count"] == 1
     finally:
         pipeline.stop_all()
+        proxy.close()
 
 
 def test_sigterm_finishes_the_download_in_flight(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):

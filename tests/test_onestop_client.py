@@ -90,12 +90,13 @@ def test_login_then_fetch_every_pending_dossier(simulator_factory, make_client):
 def test_wrong_credentials_fail_at_once(simulator_factory, make_client, as_200):
     sim = simulator_factory(*SEED, *(["--errors-as-200"] if as_200 else []))
     client = make_client(sim, password="wrong", retries=4, backoff=2.0)
+    unit = units_of(sim)[0]
     started = time.monotonic()
     with pytest.raises(LoginFailed, match="Tên đăng nhập hoặc mật khẩu không đúng"):
         client.login()
     with pytest.raises(LoginFailed):
-        next(client.fetch_dossiers(units_of(sim)[0]))
-    assert time.monotonic() - started < 1.5  # never retried (a retry would wait 1-2 s)
+        next(client.fetch_dossiers(unit))
+    assert time.monotonic() - started < 3  # never retried (four retries would wait 15 s or more)
     assert stats(sim)["logins"] == 0 and stats(sim)["sync_calls"] == 0
 
 
@@ -126,10 +127,13 @@ def test_a_date_range_returns_every_dossier_received_in_it(simulator_factory, ma
     got = list(client.fetch_dossiers(unit, start, end))
     assert {d.mahoso for d in got} == expected
     assert expected and all(start <= d.ngaynhan <= end for d in got)
+    # One date alone leaves the other side open (docs/onestop-api.md).
+    since = {
+        d["mahoso"] for d in sim_dossiers(sim, madonvi=unit) if datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() >= start
+    }
+    assert {d.mahoso for d in client.fetch_dossiers(unit, tungay=start)} == since
     with pytest.raises(ValueError):
-        client.fetch_dossiers(unit, tungay=start)
-    with pytest.raises(ValueError):
-        client.fetch_dossiers(unit, end, start)
+        client.fetch_dossiers(unit, end, start)  # raised at the call, not at the first next()
 
 
 def test_poison_dossiers_come_as_invalid_among_good_ones(simulator_factory, make_client):
@@ -285,6 +289,23 @@ def test_server_errors_are_retried_then_unavailable(simulator_factory, make_clie
     assert {d.mahoso for d in fresh.fetch_dossiers(unit)} == pending(sim, unit)
 
 
+def test_429_is_retried_and_other_4xx_are_not(simulator_factory, make_client, caplog):
+    sim = simulator_factory(*SEED, "--error-rate", "capnhattrangthaidongbo=1", "--error-status", "429")
+    client = make_client(sim, retries=2)
+    unit = units_of(sim)[0]
+    with caplog.at_level(logging.WARNING, logger="shared.onestop"):
+        with pytest.raises(OneStopUnavailable, match="HTTP 429"):
+            client.mark_synced(unit, ["A"])
+    assert sum("retry" in r.getMessage() for r in caplog.records) == 2
+    caplog.clear()
+    set_faults(sim, error_status=404)
+    with caplog.at_level(logging.WARNING, logger="shared.onestop"):
+        with pytest.raises(OneStopRefused, match="HTTP 404") as caught:
+            client.mark_synced(unit, ["A"])
+    assert caught.value.status == 404 and not isinstance(caught.value, TransientError)
+    assert not any("retry" in r.getMessage() for r in caplog.records)
+
+
 def test_a_truncated_sync_response_is_an_error_not_a_short_list(simulator_factory, make_client):
     sim = simulator_factory(*SEED, "--truncate-rate", "1")
     client = make_client(sim, retries=1)
@@ -297,12 +318,12 @@ def test_a_truncated_sync_response_is_an_error_not_a_short_list(simulator_factor
 
 
 def test_a_hanging_server_hits_the_read_timeout(simulator_factory, make_client):
-    sim = simulator_factory(*SEED, "--hang-rate", "1", "--hang-seconds", "10")
+    sim = simulator_factory(*SEED, "--hang-rate", "1", "--hang-seconds", "2.5")
     client = make_client(sim, read_timeout=0.5, retries=1)
     started = time.monotonic()
     with pytest.raises(OneStopUnavailable, match="timeout"):
         client.login()
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 4  # two tries of 0.5 s, not two of the 2.5 s the server hangs
 
 
 def test_a_server_that_is_not_there(make_client):
@@ -403,6 +424,19 @@ def test_from_settings():
         OneStopClient.from_settings(load_settings(onestop_url="http://x/", onestop_username=USER))
 
 
+@pytest.mark.parametrize("options", [{"retries": -1}, {"read_timeout": 0}, {"max_files_per_dossier": 0}])
+def test_settings_that_make_no_sense_are_refused(options):
+    with pytest.raises(ValueError):
+        OneStopClient("http://127.0.0.1:9/api/", USER, PASSWORD, **options)
+    with pytest.raises(ValueError):
+        OneStopClient("ftp://127.0.0.1/api/", USER, PASSWORD)
+
+
+def test_a_password_in_the_url_is_not_shown():
+    client = OneStopClient(f"http://proxy:{SECRET}@127.0.0.1:9/api", USER, PASSWORD)
+    assert SECRET not in repr(client) and "127.0.0.1:9/api/" in repr(client)
+
+
 def test_backoff_grows_with_jitter_and_believes_retry_after_within_a_cap():
     policy = RetryPolicy(retries=5, backoff=1.0, max_delay=8.0, max_retry_after=60.0)
     for number, base in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 8.0), (9, 8.0)]:
@@ -417,7 +451,7 @@ def test_backoff_grows_with_jitter_and_believes_retry_after_within_a_cap():
     assert policy.delay(1, Busy("429")) == 60.0
 
     response = requests.Response()
-    for header, seconds in [("120", 120.0), ("", None), ("soon", None)]:
+    for header, seconds in [("120", 120.0), ("1.5", 1.5), ("-3", 0.0), ("", None), ("soon", None), ("nan", None)]:
         response.headers["Retry-After"] = header
         assert retry_after(response) == seconds
     response.headers["Retry-After"] = "Wed, 21 Oct 2015 07:28:00 GMT"  # in the past

@@ -449,7 +449,8 @@ def test_invalid_bodies_get_400_in_the_documented_shape(simulator_factory):
     common = [b"", b"{", b"[]", b"null", b'"text"', b'{"madonvi": 5, "username": ["a"], "password": {}, "mahoso": 1}']
     specific = {"capnhattrangthaidongbo": [b'{"madonvi": "x", "dataHoso": "not json"}', b'{"madonvi": "x", "dataHoso": []}',
                                            b'{"madonvi": "x", "dataHoso": [{"mahoso": 7}]}'],
-                "dongbodulieumotcua": [b'{"madonvi": ""}', b'{"madonvi": "x", "tungay": 20200101}'],
+                "dongbodulieumotcua": [b'{"madonvi": ""}', b'{"madonvi": "x", "tungay": 20200101}', b'{"madonvi": "\\ud800"}'],
+                "dangnhap": [b'{"username": "\\udfff", "password": "1"}'],
                 "capnhattrangthaidongbofile": [b'{"madonvi": "x", "mahoso": "y", "dataFile": []}']}
     for name in error_shaped + status_shaped:
         for body in common + specific.get(name, []):

@@ -20,7 +20,8 @@ from services.onestop_sim.render import outer_of, sync_chunks
 from services.onestop_sim.streaming import StreamBody
 from services.onestop_sim.tokens import require_token
 
-router = APIRouter(prefix=API_PREFIX.rstrip("/"), tags=["documented API (SPEC II.3)"])
+# A body without a Content-Type is still read as JSON, as a lenient vendor server would.
+router = APIRouter(prefix=API_PREFIX.rstrip("/"), tags=["documented API (SPEC II.3)"], strict_content_type=False)
 DAY = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
 UPDATED = {"status": 200, "message": "Cập nhật thành công"}
 ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}}

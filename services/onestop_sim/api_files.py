@@ -17,13 +17,13 @@ from services.onestop_sim import attachments, vocab
 from services.onestop_sim.api import STATUS_ERRORS, UPDATED
 from services.onestop_sim.context import Sim, sim_of
 from services.onestop_sim.errors import API_PREFIX, VendorError
-from services.onestop_sim.models import (MAX_UPLOAD, CatalogRequest, DocumentType, ErrorBody, FileDeleteRequest, FileMarkRequest,
-                                         FileReplaceRequest, FileReplaceResponse, StatusBody)
+from services.onestop_sim.models import (MAX_UPLOAD, CatalogRequest, DocumentType, ErrorBody, FileDeleteRequest,
+                                         FileMarkRequest, FileReplaceRequest, FileReplaceResponse, StatusBody)
 from services.onestop_sim.state import transaction
 from services.onestop_sim.tokens import require_token
 
 router = APIRouter(prefix=API_PREFIX.rstrip("/"), tags=["designed API (work plan 5-8, dongbo's design)"],
-                   dependencies=[Depends(require_token)])
+                   dependencies=[Depends(require_token)], strict_content_type=False)
 NOT_FOUND_DOSSIER = "Không tìm thấy hồ sơ"
 NOT_FOUND_FILE = "Không tìm thấy tài liệu"
 STATUS_404 = {**STATUS_ERRORS, 404: {"model": StatusBody}}

@@ -15,6 +15,7 @@ from services.onestop_sim.middleware import FaultMiddleware
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
+MAX_BODY = 32 * 1024 * 1024
 
 DESCRIPTION = """A stand-in for the one-stop system (phần mềm một cửa điện tử) of the connection document.
 `dangnhap`, `dongbodulieumotcua` and `capnhattrangthaidongbo` follow the document; `danhmucloaitailieu`,
@@ -32,7 +33,9 @@ def create_app(sim: Sim) -> FastAPI:
             flusher.cancel()
             await anyio.to_thread.run_sync(sim.counters.flush)
 
-    app = FastAPI(title="Một cửa điện tử (simulator)", version="1.0", description=DESCRIPTION, lifespan=lifespan)
+    # The body limit fits the largest upload (20 MiB as base64) and keeps a fuzzer's gigabyte out of memory.
+    app = FastAPI(title="Một cửa điện tử (simulator)", version="1.0", description=DESCRIPTION, lifespan=lifespan,
+                  max_body_size=MAX_BODY)
     app.state.sim = sim
     errors.install(app)
     for module in (api, api_files, downloads, introspect):

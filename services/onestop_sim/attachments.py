@@ -23,7 +23,8 @@ def make_stamp(day: date, file_id: int, seed: int) -> str:
     ms = (file_id * 31_415_927 + seed * 1_000_003) % MS_PER_DAY
     seconds, millis = divmod(ms, 1000)
     # %-formatting rather than strftime: this runs for every file of a 200,000-dossier seed.
-    return "%04d_%02d_%02d_%02d%02d%02d%03d" % (day.year, day.month, day.day, seconds // 3600, seconds // 60 % 60, seconds % 60, millis)
+    hours, minutes = seconds // 3600, seconds // 60 % 60
+    return "%04d_%02d_%02d_%02d%02d%02d%03d" % (day.year, day.month, day.day, hours, minutes, seconds % 60, millis)
 
 
 def url_path(madonvi: str, stamp: str, ten_file: str) -> str:
@@ -94,7 +95,8 @@ def add_upload(conn: sqlite3.Connection, dossier_id: int, matailieu: str, tentai
                data: bytes, sha256: str, seed: int) -> str:
     """Stores an uploaded file and returns its stamp (dated today; unique as every stamp is)."""
     cursor = conn.execute(
-        "INSERT INTO file (dossier_id, matailieu, tentailieu, ten_file, size, kind, sha256) VALUES (?, ?, ?, ?, ?, 'uploaded', ?)",
+        "INSERT INTO file (dossier_id, matailieu, tentailieu, ten_file, size, kind, sha256) "
+        "VALUES (?, ?, ?, ?, ?, 'uploaded', ?)",
         (dossier_id, matailieu, tentailieu, ten_file, len(data), sha256),
     )
     file_id = cursor.lastrowid

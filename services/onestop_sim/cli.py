@@ -44,7 +44,8 @@ def at_least(minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dongbo onestop-sim", description="A stand-in for the one-stop system's API and attachments.")
+    p = argparse.ArgumentParser(prog="dongbo onestop-sim",
+                                description="A stand-in for the one-stop system's API and attachments.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--public-url", default=os.environ.get("DONGBO_SIM_PUBLIC_URL"),
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=store.get_meta("seeded_with")["seed"],
     )
     sim = Sim(config, store, Counters(store), Tokens(store), FaultState(faults))
-    log.info("one-stop simulator on %s (API %s/thainguyen/general/api/), faults: %s", public_url, public_url, faults.as_dict())
+    log.info("one-stop simulator: API at %s/thainguyen/general/api/, faults %s", public_url, faults.as_dict())
     server = uvicorn.Server(uvicorn.Config(create_app(sim), host=args.host, port=args.port, log_config=None,
                                            access_log=args.access_log, timeout_graceful_shutdown=5))
     server.run()

@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException
 
 API_PREFIX = "/thainguyen/general/api/"
 # Endpoints whose success body is {"status", "message"} answer errors in that shape too.
-STATUS_SHAPED = {"capnhattrangthaidongbo", "capnhattrangthaidongbofile", "capnhatfiletheoloaitailieu", "xoafiletheoloaitailieu"}
+STATUS_SHAPED = {"capnhattrangthaidongbo", "capnhattrangthaidongbofile", "capnhatfiletheoloaitailieu",
+                 "xoafiletheoloaitailieu"}
 
 BAD_TOKEN = "Token không hợp lệ hoặc đã hết hạn"
 BAD_LOGIN = "Tên đăng nhập hoặc mật khẩu không đúng"

@@ -26,6 +26,27 @@ def target_of(path: str) -> str | None:
     return None
 
 
+async def _stall(seconds: float, receive: Receive) -> tuple[Receive, bool]:
+    """Waits `seconds`, or less if the client gives up first (a stalled request then ends with its client
+    rather than holding up shutdown). Returns a `receive` that replays what was read while waiting, and
+    whether the client is gone."""
+    seen: list[dict] = []
+
+    async def watch() -> None:
+        while not seen or seen[-1]["type"] != "http.disconnect":
+            seen.append(await receive())
+
+    watcher = asyncio.ensure_future(watch())
+    await asyncio.wait({watcher}, timeout=seconds)
+    watcher.cancel()
+    gone = bool(seen) and seen[-1]["type"] == "http.disconnect"
+
+    async def replay() -> dict:
+        return seen.pop(0) if seen else await receive()
+
+    return replay, gone
+
+
 class FaultMiddleware:
     def __init__(self, app: ASGIApp, faults: FaultState):
         self.app = app
@@ -40,7 +61,9 @@ class FaultMiddleware:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if roll(faults.hang_rate):
-            await asyncio.sleep(faults.hang_seconds)
+            receive, gone = await _stall(faults.hang_seconds, receive)
+            if gone:
+                return
         if roll(faults.error_rate_for(target)):
             await self._fail(faults.error_status, target, send)
             return

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Unit = Annotated[str, Field(min_length=1, max_length=100, examples=["000.00.17.H55"])]
-Code = Annotated[str, Field(min_length=1, max_length=200)]
-Day = Annotated[str | None, Field(default=None, max_length=40, examples=["01/01/2020"])]
+
+def _encodable(value: str) -> str:
+    """JSON may carry lone surrogates (\\ud800) that no UTF-8 text can hold: refuse them here, as a 400,
+    rather than fail later in SQLite or half-way through a streamed answer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+Unit = Annotated[Text, Field(min_length=1, max_length=100, examples=["000.00.17.H55"])]
+Code = Annotated[Text, Field(min_length=1, max_length=200)]
+Day = Annotated[Text | None, Field(default=None, max_length=40, examples=["01/01/2020"])]
 MAX_UPLOAD = 20 * 1024 * 1024
 MAX_MARKS = 10_000  # dossiers in one mark-synced call
 
@@ -22,8 +34,8 @@ class Request(BaseModel):
 
 
 class LoginRequest(Request):
-    username: Annotated[str, Field(max_length=200, examples=["admin_sotaichinh"])]
-    password: Annotated[str, Field(max_length=200, examples=["1"])]
+    username: Annotated[Text, Field(max_length=200, examples=["admin_sotaichinh"])]
+    password: Annotated[Text, Field(max_length=200, examples=["1"])]
 
 
 class LoginResponse(BaseModel):
@@ -69,7 +81,7 @@ class DossierCode(Request):
 class MarkRequest(Request):
     madonvi: Unit
     # The document's table calls dataHoso a String: a JSON-encoded list is accepted too.
-    dataHoso: Annotated[list[DossierCode], Field(max_length=MAX_MARKS)] | Annotated[str, Field(max_length=MAX_MARKS * 250)]
+    dataHoso: Annotated[list[DossierCode], Field(max_length=MAX_MARKS)] | Annotated[Text, Field(max_length=MAX_MARKS * 250)]
 
 
 class CatalogRequest(Request):
@@ -83,7 +95,7 @@ class DocumentType(BaseModel):
 
 class FileRef(Request):
     matailieu: Code
-    url_file: Annotated[str | None, Field(default=None, max_length=4000)] = None
+    url_file: Annotated[Text | None, Field(default=None, max_length=4000)] = None
 
 
 class FileMarkRequest(Request):
@@ -96,8 +108,8 @@ class FileReplaceRequest(Request):
     madonvi: Unit
     mahoso: Code
     matailieu: Code
-    ten_file: Annotated[str, Field(min_length=1, max_length=500)]
-    tentailieu: Annotated[str | None, Field(default=None, max_length=2000)] = None
+    ten_file: Annotated[Text, Field(min_length=1, max_length=500)]
+    tentailieu: Annotated[Text | None, Field(default=None, max_length=2000)] = None
     noidung_base64: Annotated[str, Field(max_length=(MAX_UPLOAD + 2) // 3 * 4 + 4)]
 
 

@@ -20,8 +20,10 @@ from services.onestop_sim.attachments import SEPARATOR, make_stamp
 from services.onestop_sim.state import Store, transaction
 
 # Dossier index % 20 -> the trick it carries. Index % 20 == 19: no result yet; index % 50 == 25: no files.
-TRICKS = {2: "nfd", 4: "spaces", 6: "slash", 8: "dots", 10: "long-name", 12: "same-matailieu", 14: "same-name", 16: "mismatch"}
+TRICKS = {2: "nfd", 4: "spaces", 6: "slash", 8: "dots", 10: "long-name", 12: "same-matailieu", 14: "same-name",
+          16: "mismatch"}
 POISON_KINDS = ("bad-date", "missing-file", "forbidden-host")
+FORBIDDEN_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"  # cloud metadata: never fetch
 FIRST_DAY, LAST_DAY = date(2020, 1, 1).toordinal(), date(2024, 12, 31).toordinal()
 BATCH = 2000
 
@@ -53,103 +55,116 @@ class Generator:
         self.next_seq: dict[tuple[str, str], int] = {}
         self.file_id = 0
         self.rotation = 0
+        self._random = self.rng.random
+
+    # random.choice / randint are pure Python and dominated a 200,000-dossier seed; these use random() only.
+    def pick(self, options: tuple):
+        return options[int(self._random() * len(options))]
+
+    def between(self, low: int, high: int) -> int:
+        return low + int(self._random() * (high - low + 1))
 
     def unit_for(self, index: int) -> str:
         """Each run of M dossiers covers the M units once, in a seeded rotation. A plain `index % M` would
         tie the tricky positions (index % 20) to the same unit every time."""
         count = len(self.units)
         if index % count == 0:
-            self.rotation = self.rng.randrange(count)
+            self.rotation = self.between(0, count - 1)
         return self.units[(index + self.rotation) % count]
 
     def applicant(self) -> str:
-        rng = self.rng
-        roll = rng.random()
+        roll = self._random()
         if roll < 0.6:
-            return " ".join((rng.choice(vocab.FAMILY_NAMES), rng.choice(vocab.MIDDLE_NAMES), rng.choice(vocab.GIVEN_NAMES))).upper()
+            parts = (self.pick(vocab.FAMILY_NAMES), self.pick(vocab.MIDDLE_NAMES), self.pick(vocab.GIVEN_NAMES))
+            return " ".join(parts).upper()  # written in capitals, like the document's "ĐOÀN THÚY HẢI"
         if roll < 0.9:
-            return f"{rng.choice(vocab.COMPANY_FORMS)} {rng.choice(vocab.COMPANY_TRADES)} {rng.choice(vocab.PLACES)}"
-        return f"{rng.choice(vocab.PUBLIC_BODIES)} {rng.choice(vocab.PLACES)}"
+            return f"{self.pick(vocab.COMPANY_FORMS)} {self.pick(vocab.COMPANY_TRADES)} {self.pick(vocab.PLACES)}"
+        return f"{self.pick(vocab.PUBLIC_BODIES)} {self.pick(vocab.PLACES)}"
 
     def mahoso(self, unit: str, day: date) -> str:
         key = (unit, "%02d%02d%02d" % (day.year % 100, day.month, day.day))
-        seq = self.next_seq.get(key) or self.rng.randint(1, 30)
+        seq = self.next_seq.get(key) or self.between(1, 30)
         self.next_seq[key] = seq + 1
         return f"{unit}-{key[1]}-{seq:04d}"
 
-    def dossier(self, dossier_id: int, index: int, unit: str | None = None, poison: str | None = None) -> tuple[tuple, list[list]]:
-        rng, params = self.rng, self.params
+    def dossier(self, dossier_id: int, index: int, unit: str | None = None,
+                poison: str | None = None) -> tuple[tuple, list[dict]]:
+        params = self.params
         unit = unit or self.unit_for(index)
-        day = date.fromordinal(rng.randint(FIRST_DAY, LAST_DAY))
+        day = date.fromordinal(self.between(FIRST_DAY, LAST_DAY))
         mahoso = self.mahoso(unit, day)
         applicant = self.applicant()
-        mathutuc, tenthutuc = rng.choice(vocab.PROCEDURES)
+        mathutuc, tenthutuc = self.pick(vocab.PROCEDURES)
         trick = None if poison else TRICKS.get(index % 20)
         has_result = poison is not None or index % 20 != 19
         count = 0 if (poison is None and index % 50 == 25) else params.files_per_dossier
-        files = self.files(dossier_id, mahoso, day, count, has_result)
+        files = self.files(dossier_id, day, count, has_result)
         if trick:
             applicant = apply_trick(trick, files, applicant, day, index)
         ngaynhan, iso = "%02d/%02d/%04d" % (day.day, day.month, day.year), day.isoformat()
         if poison == "bad-date":
             ngaynhan, iso = "32/13/2020", None
         elif poison == "missing-file":
-            files[0][7] = "missing"
+            files[0]["kind"] = "missing"
         elif poison == "forbidden-host":
-            files[0][7] = "forbidden-host"
-            files[0][8] = f"http://169.254.169.254/latest/meta-data/iam/security-credentials/{files[0][5]}{SEPARATOR}{quote(files[0][4], safe='')}"
+            first = files[0]
+            first["kind"] = "forbidden-host"
+            first["url_override"] = f"{FORBIDDEN_URL}{first['stamp']}{SEPARATOR}{quote(first['ten_file'], safe='')}"
         row = (dossier_id, mahoso, unit, applicant, ngaynhan, iso, mathutuc, tenthutuc, int(has_result), poison)
         return row, files
 
-    def files(self, dossier_id: int, mahoso: str, received: date, count: int, has_result: bool) -> list[list]:
+    def files(self, dossier_id: int, received: date, count: int, has_result: bool) -> list[dict]:
         rng, (low, high) = self.rng, self.params.file_size
         inputs = count - 1 if has_result and count else count  # a result ends the list
-        kinds = rng.sample(vocab.DOCUMENT_TYPES, min(inputs, len(vocab.DOCUMENT_TYPES)))
-        kinds += [rng.choice(vocab.DOCUMENT_TYPES) for _ in range(inputs - len(kinds))]
+        kinds = rng.sample(vocab.DOCUMENT_TYPES, min(inputs, len(vocab.DOCUMENT_TYPES))) if inputs else []
+        kinds += [self.pick(vocab.DOCUMENT_TYPES) for _ in range(inputs - len(kinds))]
         if inputs < count:
             kinds.append((vocab.RESULT_CODE, vocab.RESULT_TITLE))
-        plain_names = rng.random() < 0.4  # like the document's file_dinh_kem.pdf, file_dinh_kem2.pdf
-        finished = received + timedelta(days=rng.randint(0, 30))
+        plain_names = self._random() < 0.4  # like the document's file_dinh_kem.pdf, file_dinh_kem2.pdf
+        finished = received + timedelta(days=self.between(0, 30))
         rows, taken = [], set()
         for n, (matailieu, tentailieu) in enumerate(kinds):
             if plain_names:
                 name = f"file_dinh_kem{n + 1 if n else ''}.pdf"
             else:
                 titles = vocab.RESULT_FILE_TITLES if matailieu == vocab.RESULT_CODE else vocab.FILE_TITLES
-                name = f"{rng.choice(titles)}.pdf"
+                name = f"{self.pick(titles)}.pdf"
                 while name in taken:
                     name = f"{name[:-4]} ({len(taken) + 1}).pdf"
             taken.add(name)
             self.file_id += 1
             stamp = make_stamp(finished, self.file_id, self.params.seed)
-            size = max(rng.randint(low, high), content.MIN_SIZE)
-            rows.append([self.file_id, dossier_id, matailieu, tentailieu, name, stamp, size, "generated", None])
+            size = max(self.between(low, high), content.MIN_SIZE)
+            rows.append({"id": self.file_id, "dossier_id": dossier_id, "matailieu": matailieu, "tentailieu": tentailieu,
+                         "ten_file": name, "stamp": stamp, "size": size, "kind": "generated", "url_override": None})
         return rows
 
 
-def apply_trick(trick: str, files: list[list], applicant: str, day: date, index: int) -> str:
+def apply_trick(trick: str, files: list[dict], applicant: str, day: date, index: int) -> str:
     """Makes one dossier awkward in one way; returns the (possibly changed) applicant name."""
     first = files[0] if files else None
     if trick == "nfd":
         for row in files:
-            row[3], row[4] = unicodedata.normalize("NFD", row[3]), unicodedata.normalize("NFD", row[4])
+            row["tentailieu"] = unicodedata.normalize("NFD", row["tentailieu"])
+            row["ten_file"] = unicodedata.normalize("NFD", row["ten_file"])
         return unicodedata.normalize("NFD", applicant)
     if first is None:
         return applicant
     if trick == "spaces":
-        first[4] = "  Tờ khai   có nhiều  khoảng trắng .pdf"
+        first["ten_file"] = "  Tờ khai   có nhiều  khoảng trắng .pdf"
     elif trick == "slash":
-        first[4] = f"Quyết định {index % 97 + 1:02d}/{day.year}.pdf"
+        first["ten_file"] = f"Quyết định {index % 97 + 1:02d}/{day.year}.pdf"
     elif trick == "dots":
-        first[4] = f"Biên bản. họp ngày {day:%d.%m.%Y}..v1.2.pdf"
+        first["ten_file"] = f"Biên bản. họp ngày {day:%d.%m.%Y}..v1.2.pdf"
     elif trick == "long-name":
-        first[4] = (vocab.LONG_TITLE * 2)[:296] + ".pdf"
+        first["ten_file"] = (vocab.LONG_TITLE * 2)[:296] + ".pdf"
     elif trick == "same-matailieu" and len(files) > 1:
-        first[2], first[3] = files[-1][2], files[-1][3]
+        first["matailieu"], first["tentailieu"] = files[-1]["matailieu"], files[-1]["tentailieu"]
     elif trick == "same-name" and len(files) > 1:
-        files[1][4] = first[4]
+        files[1]["ten_file"] = first["ten_file"]
     elif trick == "mismatch":
-        first[4] = first[4].rsplit(".", 1)[0] + vocab.MISMATCHED_EXTENSIONS[index // 20 % len(vocab.MISMATCHED_EXTENSIONS)]
+        extension = vocab.MISMATCHED_EXTENSIONS[index // 20 % len(vocab.MISMATCHED_EXTENSIONS)]
+        first["ten_file"] = first["ten_file"].rsplit(".", 1)[0] + extension
     return applicant
 
 
@@ -158,7 +173,8 @@ def seed(store: Store, params: SeedParams) -> None:
     gen = Generator(params)
     conn = store.conn
     normal = ((i, None, None) for i in range(params.dossiers))
-    poison = ((params.dossiers + j, gen.units[j % params.units], POISON_KINDS[j % len(POISON_KINDS)]) for j in range(params.poison))
+    poison = ((params.dossiers + j, gen.units[j % params.units], POISON_KINDS[j % len(POISON_KINDS)])
+              for j in range(params.poison))
     plan = itertools.chain(normal, poison)
     with transaction(conn):
         while batch := list(itertools.islice(plan, BATCH)):
@@ -170,7 +186,8 @@ def seed(store: Store, params: SeedParams) -> None:
             conn.executemany("INSERT INTO dossier (id, mahoso, madonvi, tentochuccanhan, ngaynhan, ngaynhan_iso, "
                              "mathutuc, tenthutuc, has_result, poison) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dossiers)
             conn.executemany("INSERT INTO file (id, dossier_id, matailieu, tentailieu, ten_file, stamp, size, kind, "
-                             "url_override) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", files)
+                             "url_override) VALUES (:id, :dossier_id, :matailieu, :tentailieu, :ten_file, :stamp, "
+                             ":size, :kind, :url_override)", files)
         store.create_indexes(conn)
         store.set_meta("jwt_secret", secrets.token_hex(32), conn)
         store.set_meta("token_generation", 0, conn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -107,9 +108,6 @@ class Store:
 
     # -- dossiers ------------------------------------------------------------------------------
 
-    def units(self) -> list[str]:
-        return [row[0] for row in self.conn.execute("SELECT DISTINCT madonvi FROM dossier ORDER BY madonvi")]
-
     def iter_sync(self, conn: sqlite3.Connection, madonvi: str, date_range: tuple[str, str] | None) -> Iterator[tuple]:
         """(dossier row, [file rows]) of one sync call, read lazily in id (or date) order.
 
@@ -155,7 +153,8 @@ class Store:
 
     def totals(self) -> dict:
         row = self.conn.execute(
-            "SELECT count(*), coalesce(sum(synced), 0), coalesce(sum(mark_count > 0), 0), coalesce(sum(poison IS NOT NULL), 0), "
+            "SELECT count(*), coalesce(sum(synced), 0), coalesce(sum(mark_count > 0), 0), "
+            "coalesce(sum(poison IS NOT NULL), 0), "
             "(SELECT count(*) FROM dossier p WHERE p.synced = 0 AND p.has_result = 1 "
             " AND EXISTS (SELECT 1 FROM file f WHERE f.dossier_id = p.id)), "
             "(SELECT count(*) FROM file) FROM dossier"
@@ -163,15 +162,13 @@ class Store:
         return dict(zip(("dossiers", "synced", "marked_dossiers", "poison", "pending", "files"), row))
 
 
-class transaction:
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so no upgrade deadlock."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -30,10 +30,10 @@ class StreamBody(Response):
         self.chunks = iter(chunks)
         self.truncate_at, self.bandwidth, self.head = truncate_at, bandwidth, head
         self.blocking, self.on_close = blocking, on_close
-        self.extra = dict(headers or {}, **{"content-type": media_type})
+        fields = dict(headers or {}, **{"content-type": media_type})
         if content_length is not None:
-            self.extra["content-length"] = str(content_length)
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.extra.items()]
+            fields["content-length"] = str(content_length)
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         iterator: Iterator[bytes] = self.chunks
@@ -80,7 +80,8 @@ class StreamBody(Response):
             async for chunk in self._iterate():
                 for piece in self._pieces(chunk):
                     if self.truncate_at is not None and sent + len(piece) >= self.truncate_at:
-                        await send({"type": "http.response.body", "body": piece[:self.truncate_at - sent], "more_body": True})
+                        piece = piece[:self.truncate_at - sent]
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
                         return False
                     if self.bandwidth:
                         await asyncio.sleep(max(0.0, started + (sent + len(piece)) / self.bandwidth - loop.time()))

@@ -13,8 +13,9 @@ from typing import Any
 
 from shared.errors import OneStopError, OneStopRefused, OneStopUnavailable, TokenExpired
 
-# Words in an error message that mean the session token was refused, not the request (Vietnamese and English).
-_TOKEN_WORDS = ("token", "hết hạn", "het han", "expired", "unauthorized", "unauthenticated", "xác thực")
+# Words in an error message that mean the session, not the request, was refused. Not a bare "hết hạn"
+# (expired): a dossier can be "hết hạn" too, and a request error must not pass for a token error.
+_TOKEN_WORDS = ("token", "phiên đăng nhập", "phiên làm việc", "đăng nhập lại", "session", "unauthorized", "unauthenticated")
 
 MESSAGE_LIMIT = 300  # a server's error text goes into logs and exceptions: keep it short
 
@@ -87,7 +88,8 @@ def error_of(body: Any, *, has_list: bool = False) -> ErrorBody | None:
     if has_list:
         return None
     code = _code(body)
-    if as_int(code) is not None and as_int(code) >= 400 or body.get("success") is False:
+    status = as_int(code)
+    if (status is not None and status >= 400) or body.get("success") is False:
         return ErrorBody(short_text(_message(body) or "error"), code)
     return None
 
@@ -107,6 +109,17 @@ def exception_for(error: ErrorBody, what: str, default: type[OneStopError] = One
 def status_ok(body: Any) -> bool:
     """An update worked only when its body says `"status": 200` (a number or text)."""
     return isinstance(body, dict) and as_int(body.get("status")) == 200 and error_of(body) is None
+
+
+def token_in(body: Any) -> str | None:
+    """The login's `{"token": ...}`, as documented, also when wrapped once (`{"data": {"token": ...}}`)."""
+    if not isinstance(body, dict):
+        return None
+    for candidate in [body] + [value for value in body.values() if isinstance(value, dict)]:
+        token = candidate.get("token")
+        if isinstance(token, str) and token.strip():
+            return token.strip()
+    return None
 
 
 def list_in(body: Any) -> list | None:

@@ -13,7 +13,7 @@ import itertools
 import logging
 from contextlib import closing
 from datetime import date
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -23,17 +23,20 @@ from shared.errors import (
     LoginFailed, MalformedResponse, MarkSyncedRejected, OneStopError, OneStopRefused, OneStopUnavailable, TokenExpired,
 )
 from shared.onestop.auth import TokenCache
-from shared.onestop.bodies import error_of, exception_for, list_in, status_ok
+from shared.onestop.bodies import error_of, exception_for, list_in, status_ok, token_in
 from shared.onestop.items import describe, plain
-from shared.onestop.models import DocumentType, Dossier, InvalidDossier, format_vn_date
+from shared.onestop.models import DocumentType, Dossier, InvalidDossier
 from shared.onestop.parse import parse_dossiers
+from shared.onestop.payloads import mark_payloads, sync_payload
 from shared.onestop.retry import RetryPolicy
-from shared.onestop.transport import ResponseBody, Transport
+from shared.onestop.transport import ResponseBody, Transport, new_session
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-POOL_SIZE = 32  # enough connections for the downloader's and acker's threads
 
 
 class OneStopClient:
@@ -57,18 +60,22 @@ class OneStopClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("the one-stop base URL must be an http:// or https:// URL")
+        if retries < 0 or backoff < 0 or connect_timeout <= 0 or read_timeout <= 0:
+            raise ValueError("retries and backoff must be >= 0 and the timeouts > 0")
+        if max_response_bytes < 1 or max_files_per_dossier < 1:
+            raise ValueError("max_response_bytes and max_files_per_dossier must be at least 1")
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.username = username
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.max_response_bytes = max_response_bytes
         self.max_files_per_dossier = max_files_per_dossier
         self._owns_session = session is None
-        self._transport = Transport(self.base_url, session or _new_session(), (connect_timeout, read_timeout), verify_tls)
+        self._transport = Transport(self.base_url, session or new_session(), (connect_timeout, read_timeout), verify_tls)
         self._retry = RetryPolicy(retries=retries, backoff=backoff)
         self._tokens = TokenCache(self._login_once)
 
     @classmethod
-    def from_settings(cls, settings) -> "OneStopClient":
+    def from_settings(cls, settings: Settings) -> "OneStopClient":
         settings.require("onestop_url", "onestop_username", "onestop_password")
         return cls(
             settings.onestop_url, settings.onestop_username, settings.onestop_password,
@@ -78,7 +85,9 @@ class OneStopClient:
         )
 
     def __repr__(self) -> str:
-        return f"OneStopClient(base_url={self.base_url!r}, username={self.username!r})"
+        parts = urlsplit(self.base_url)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never user:password@
+        return f"OneStopClient(base_url={shown!r}, username={self.username!r})"
 
     def __enter__(self) -> "OneStopClient":
         return self
@@ -94,7 +103,7 @@ class OneStopClient:
 
     def login(self) -> None:
         """Logs in now (faults that may heal are retried); every later call uses the new token."""
-        for attempt in self._retry.attempts(f"dangnhap as {self.username}"):
+        for attempt in self._retry.attempts():
             with attempt:
                 self._tokens.renew(self._tokens.current)
                 return
@@ -112,7 +121,7 @@ class OneStopClient:
             if error.is_server_fault:
                 raise OneStopUnavailable(f"{what}: {error}")
             raise LoginFailed(f"the one-stop system refused the login of {self.username}: {error}")
-        token = _token_in(body)
+        token = token_in(body)
         if token is None:
             raise MalformedResponse(f"{what}: the answer holds no token")
         log.info("logged in to the one-stop system at %s as %s", urlsplit(self.base_url).hostname, self.username)
@@ -139,12 +148,12 @@ class OneStopClient:
         """
         payload = sync_payload(madonvi, tungay, denngay)  # checked now, not at the first next()
         what = f"dongbodulieumotcua for madonvi={madonvi}"
-        if tungay is not None:
-            what += f" ({payload['tungay']}–{payload['denngay']})"
+        if tungay is not None or denngay is not None:
+            what += f" ({payload.get('tungay', '…')}–{payload.get('denngay', '…')})"
         return self._stream_dossiers(payload, madonvi, what)
 
     def _stream_dossiers(self, payload: dict, madonvi: str, what: str) -> Iterator[Dossier | InvalidDossier]:
-        for attempt in self._retry.attempts(what):
+        for attempt in self._retry.attempts():
             with attempt:
                 response, items = self._authorized(lambda token: self._open_sync(payload, token, madonvi, what))
                 with closing(response):
@@ -175,15 +184,11 @@ class OneStopClient:
         Safe to repeat: the server keeps a dossier marked. If one batch fails, the earlier ones stay marked
         and the caller sends them all again.
         """
-        codes = _unique_codes(mahosos, "mahoso")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        for start in range(0, len(codes), batch_size):
-            batch = codes[start : start + batch_size]
-            what = f"capnhattrangthaidongbo for madonvi={madonvi} ({len(batch)} dossiers)"
-            payload = {"madonvi": madonvi, "dataHoso": [{"mahoso": code} for code in batch]}
+        for payload in mark_payloads(madonvi, mahosos, batch_size):
+            count = len(payload["dataHoso"])
+            what = f"capnhattrangthaidongbo for madonvi={madonvi} ({count} dossiers)"
             self._update("capnhattrangthaidongbo", payload, what, MarkSyncedRejected)
-            log.info("marked %d dossiers synced for madonvi=%s", len(batch), madonvi)
+            log.info("marked %d dossiers synced for madonvi=%s", count, madonvi)
 
     # -- 5–8. document types and files (dongbo's own design, docs/onestop-api.md) -------------------
 
@@ -245,7 +250,7 @@ class OneStopClient:
                 raise exception_for(error, what, rejected)
             return body
 
-        for attempt in self._retry.attempts(what):
+        for attempt in self._retry.attempts():
             with attempt:
                 return self._authorized(send)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -257,48 +262,3 @@ class OneStopClient:
             status = body.get("status") if isinstance(body, dict) else None
             message = body.get("message") if isinstance(body, dict) else None
             raise rejected(f"{what}: the one-stop system answered status {status!r} ({message or 'no message'}), not 200")
-
-
-def sync_payload(madonvi: str, tungay: date | None, denngay: date | None) -> dict[str, str]:
-    """The sync call's body; without dates the one-stop system returns every unsynced dossier with a result."""
-    if not isinstance(madonvi, str) or not madonvi.strip():
-        raise ValueError("madonvi must be a unit code")
-    if (tungay is None) != (denngay is None):
-        raise ValueError("give both tungay and denngay, or neither")
-    payload = {"madonvi": madonvi}
-    if tungay is not None and denngay is not None:
-        if tungay > denngay:
-            raise ValueError(f"tungay {tungay} is after denngay {denngay}")
-        payload.update(tungay=format_vn_date(tungay), denngay=format_vn_date(denngay))
-    return payload
-
-
-def _new_session() -> requests.Session:
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _token_in(body: Any) -> str | None:
-    """`{"token": ...}` as documented, also when wrapped once (`{"data": {"token": ...}}`)."""
-    if not isinstance(body, dict):
-        return None
-    candidates = [body] + [value for value in body.values() if isinstance(value, dict)]
-    for candidate in candidates:
-        token = candidate.get("token")
-        if isinstance(token, str) and token.strip():
-            return token.strip()
-    return None
-
-
-def _unique_codes(values: Sequence[str], name: str) -> list[str]:
-    if isinstance(values, str):
-        raise TypeError(f"give a sequence of {name} codes, not one string")
-    codes = []
-    for value in values:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"every {name} must be a non-empty code, got {value!r}")
-        codes.append(value)
-    return list(dict.fromkeys(codes))  # the same code twice in one call is sent once

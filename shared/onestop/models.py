@@ -35,10 +35,12 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc)]
-Code = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_not_blank), Field(min_length=1, max_length=200)]
+Code = Annotated[
+    str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_not_blank), Field(min_length=1, max_length=200)
+]
 
 
-_DMY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_DMY = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 
 
 def parse_vn_date(value: Any) -> Any:

@@ -66,7 +66,8 @@ def parse_dossiers(
             yield item
     except ijson.JSONError as exc:
         raise _json_error(exc, what, reader.bytes_read, dossiers + invalid) from None
-    log.info("read %d dossiers (%d invalid) for madonvi=%s from %d bytes", dossiers + invalid, invalid, madonvi, reader.bytes_read)
+    log.info("read %d dossiers (%d invalid) for madonvi=%s from %d bytes",
+             dossiers + invalid, invalid, madonvi, reader.bytes_read)
 
 
 def _items_of_object(reader: BodyReader, what: str, call: str) -> Iterator[Any]:

@@ -21,11 +21,14 @@ RECORD_LIMIT = 16 * 1024**2
 class BodyReader:
     """Reads `source` with a byte limit; `peek()` and `record()`/`replay()` let a parser look before it leaps."""
 
-    def __init__(self, source: BinaryIO, max_bytes: int | None = None, what: str = "the response"):
+    def __init__(self, source: BinaryIO, max_bytes: int | None = None, what: str = "the response",
+                 setting: str | None = "DONGBO_MAX_SYNC_RESPONSE_BYTES"):
         self._source = source
         self._max_bytes = max_bytes
         self._what = what
+        self._setting = setting  # named in the error, so an operator knows what to raise
         self._pending = b""  # bytes already read from the source, handed out again before reading on
+        self._offset = 0  # how much of _pending was handed out
         self._recording: list[bytes] | None = None
         self._recorded = 0
         self.bytes_read = 0
@@ -33,11 +36,13 @@ class BodyReader:
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""
-        if self._pending:
-            if size is None or size < 0:
-                size = len(self._pending)
-            chunk, self._pending = self._pending[:size], self._pending[size:]
+        if self._offset < len(self._pending):
+            end = len(self._pending) if size is None or size < 0 else self._offset + size
+            # An offset rather than slicing off the front: that would copy the rest at every read.
+            chunk = self._pending[self._offset : end]
+            self._offset += len(chunk)
         else:
+            self._pending, self._offset = b"", 0  # all handed out: let it go
             chunk = self._read_source(size if size and size > 0 else CHUNK)
         if self._recording is not None and chunk:
             self._recorded += len(chunk)
@@ -60,7 +65,7 @@ class BodyReader:
                 data = data.lstrip(JSON_SPACE)  # so that a body of only spaces is not kept in memory
             if (data and not at_start) or not chunk:
                 break
-        self._pending = data + self._pending
+        self._pending, self._offset = data + self._pending[self._offset :], 0
         return data[:1]
 
     def record(self) -> None:
@@ -71,7 +76,7 @@ class BodyReader:
     def replay(self) -> None:
         """The next reads start again where `record()` was called."""
         if self._recording is not None:
-            self._pending = b"".join(self._recording) + self._pending
+            self._pending, self._offset = b"".join(self._recording) + self._pending[self._offset :], 0
         self._recording = None
         self._recorded = 0
 
@@ -79,5 +84,6 @@ class BodyReader:
         chunk = self._source.read(size)
         self.bytes_read += len(chunk)
         if self._max_bytes is not None and self.bytes_read > self._max_bytes:
-            raise ResponseTooLarge(f"{self._what} is larger than {self._max_bytes} bytes (DONGBO_MAX_SYNC_RESPONSE_BYTES)")
+            named = f" ({self._setting})" if self._setting else ""
+            raise ResponseTooLarge(f"{self._what} is larger than {self._max_bytes} bytes{named}")
         return chunk

@@ -45,7 +45,7 @@ class Attempt:
 
 @dataclass
 class RetryPolicy:
-    """`for attempt in policy.attempts(what): with attempt: ...` runs a call up to `retries` + 1 times."""
+    """`for attempt in policy.attempts(): with attempt: ...` runs a call up to `retries` + 1 times."""
 
     retries: int = 4
     backoff: float = 0.5
@@ -53,14 +53,15 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
-    def attempts(self, what: str) -> Iterator[Attempt]:
+    def attempts(self) -> Iterator[Attempt]:
         for number in range(1, self.retries + 2):
             attempt = Attempt(number, last=number > self.retries)
             yield attempt
             if attempt.error is None:
                 return
             delay = self.delay(number, attempt.error)
-            log.warning("%s failed: %s; retry %d of %d in %.2fs", what, attempt.error, number, self.retries, delay)
+            # The error names the call and the unit (madonvi) already.
+            log.warning("%s; retry %d of %d in %.2fs", attempt.error, number, self.retries, delay)
             self.sleep(delay)
 
     def delay(self, number: int, error: BaseException | None = None) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -24,6 +25,16 @@ from shared.onestop.reader import BodyReader
 USER_AGENT = "dongbo/0.1"
 ANSWER_LIMIT = 16 * 1024**2  # the answers other than the sync response are small
 ERROR_BODY_LIMIT = 64 * 1024
+POOL_SIZE = 32  # enough connections for the downloader's and acker's threads
+
+
+def new_session() -> requests.Session:
+    """A session of its own: a pool large enough for many threads, and no retries below ours."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class Transport:
@@ -85,11 +96,12 @@ class ResponseBody:
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise OneStopUnavailable(f"{self._what}: the answer stalled past the read timeout") from exc
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            raise TruncatedBody(f"{self._what}: the transfer broke off ({type(exc).__name__})") from exc
+            cause = f"{type(exc).__name__}: {short_text(exc)[:150]}"
+            raise TruncatedBody(f"{self._what}: the transfer broke off ({cause})") from exc
 
 
 def read_all(response: requests.Response, what: str, limit: int) -> bytes:
-    reader = BodyReader(ResponseBody(response, what), limit, f"{what}: the answer")
+    reader = BodyReader(ResponseBody(response, what), limit, f"{what}: the answer", setting=None)
     parts = []
     while chunk := reader.read(64 * 1024):
         parts.append(chunk)
@@ -101,8 +113,11 @@ def retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    except ValueError:
+        pass
     try:
         return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
     except (TypeError, ValueError, OverflowError):
