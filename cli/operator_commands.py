@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-MODULES = ("healthcheck",)
+MODULES = ("healthcheck", "status", "check", "dlq", "backfill")
 
 
 def add_parsers(commands) -> None:

@@ -46,6 +46,8 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
             result = condition()
             if result:
                 return result
+        except AssertionError:  # the condition found a definite failure: no point waiting
+            raise
         except Exception as exc:  # the condition may fail while a server is still starting
             last_error = exc
         time.sleep(interval)

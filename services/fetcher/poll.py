@@ -50,10 +50,11 @@ def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topol
         with engine.begin() as connection:
             states = sync_state.load(connection, list(valid) + [i.mahoso for i in invalid if i.mahoso])
         now = sync_state.now()
+        resend_synced = tungay is None and denngay is None
         chosen = []
         for dossier in valid.values():
             digest = source_hash(dossier)
-            if should_publish(states.get(dossier.mahoso), digest, now, inflight_timeout):
+            if should_publish(states.get(dossier.mahoso), digest, now, inflight_timeout, resend_synced):
                 publisher.publish(topology.queue(DOWNLOAD), DossierFetched.of(dossier))
                 chosen.append((dossier.mahoso, dossier.madonvi, digest))
         with engine.begin() as connection:

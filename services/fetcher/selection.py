@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from shared.db.sync_state import FAILED
+from shared.db.sync_state import FAILED, SYNCED
 from shared.onestop.models import Dossier
 
 
@@ -20,12 +20,15 @@ def source_hash(dossier: Dossier) -> str:
     return hashlib.sha256(dossier.model_dump_json().encode("utf-8")).hexdigest()
 
 
-def should_publish(state: dict | None, digest: str, now: datetime, inflight_timeout: timedelta) -> bool:
+def should_publish(state: dict | None, digest: str, now: datetime, inflight_timeout: timedelta,
+                   resend_synced: bool = True) -> bool:
+    """`resend_synced`: the no-date call returned a dossier already marked synced, so the mark did not
+    stick and must be sent again; a date-range call returns synced dossiers anyway, so there it is False."""
     if state is None:
         return True
     if state["source_hash"] and state["source_hash"] != digest:
         return True
-    if state["status"] == FAILED:
+    if state["status"] == FAILED or (state["status"] == SYNCED and not resend_synced):
         return False
     published_at = state["published_at"] or state["updated_at"]
     if published_at.tzinfo is None:  # SQLite hands back naive UTC datetimes

@@ -21,6 +21,7 @@ DOWNLOAD = "download"
 INDEX = "index"
 ACK = "ack"
 WORK_QUEUES = (DOWNLOAD, INDEX, ACK)
+UNLIMITED = 2**31 - 1  # as a delivery limit: accepted by RabbitMQ 3.10 and 4.x alike
 
 
 def _delay_label(seconds: float) -> str:
@@ -74,7 +75,9 @@ class Topology:
     def declare_stage(self, channel, stage: str) -> None:
         work = self.queue(stage)
         dlq = self.dead_letter_queue(stage)
-        channel.queue_declare(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+        # A dead letter is only browsed and replayed, never failed: its delivery limit must not drop it
+        # (RabbitMQ 4 gives quorum queues a default of 20; 3.10 none).
+        channel.queue_declare(dlq, durable=True, arguments={"x-queue-type": "quorum", "x-delivery-limit": UNLIMITED})
         channel.queue_declare(
             work,
             durable=True,
