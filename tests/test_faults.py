@@ -3,6 +3,7 @@ outlasts heartbeats or loses its connection mid-transfer, SIGTERM mid-download, 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -185,3 +186,38 @@ def test_a_bad_setting_stops_a_service_with_one_line_naming_it(env, setting, tmp
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and setting in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_a_replay_after_the_cause_is_fixed_brings_everything_in(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+    from tests.test_pipeline_e2e import check_archive
+    from tests.pipeline import expected_dossiers, wait_until_synced
+
+    sim = simulator_factory("--seed", "9", "--units", "1", "--dossiers", "30", "--files-per-dossier", "1",
+                            "--file-size", "2000-60000")
+    expected = expected_dossiers(sim)
+    too_big = {d["mahoso"] for d in expected if d["files"][0]["size"] > 30000}
+    assert too_big and len(too_big) < len(expected)
+    pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, DONGBO_MAX_FILE_BYTES="30000")
+    pipeline.start_all(downloaders=1)
+    try:
+        wait_until_synced(sim, pipeline, len(expected) - len(too_big), timeout=90)
+        topology = Topology(queue_prefix, DELAYS)
+        dlq = topology.dead_letter_queue(DOWNLOAD)
+        wait_for(lambda: queue_depths(rabbit_url, [dlq])[dlq] == len(too_big), timeout=30, what="the big files parked")
+        listing = json.loads(pipeline.dongbo("dlq", "list", "--json").stdout)
+        assert listing["reasons"] == {"file-too-large": len(too_big)}
+
+        # The cause: the limit. Raise it, restart the downloaders, replay.
+        for process in pipeline.processes:
+            if process.name == "downloader":
+                process.terminate()
+        pipeline.start("downloader", DONGBO_MAX_FILE_BYTES="10000000")
+        pipeline.dongbo("dlq", "replay", "--reason", "file-too-large")
+        wait_until_synced(sim, pipeline, len(expected), timeout=90)
+        check_archive(sim, pg_url, s3_server, bucket)
+        assert queue_depths(rabbit_url, [dlq])[dlq] == 0
+        again = json.loads(pipeline.dongbo("dlq", "replay", "--json").stdout)
+        assert again["total"] == 0
+    finally:
+        pipeline.stop_all()
