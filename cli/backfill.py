@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta, timezone
 
-from cli.check import one_line, operator_command, redact_url
+from cli.common import one_line, operator_command, redact_url
 from shared.errors import ConfigError, DongboError
 
 DAY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")

@@ -1,19 +1,7 @@
 """`dongbo dlq list | show | replay | purge`: the dead-letter queues of the three stages.
 
-One pass over a dead-letter queue (`scan`) notes how many messages it holds, then takes them one by one
-with basic.get (manual acknowledgement) until it has taken that many or the queue is empty. A matching
-message is handled at once; every other one stays unacknowledged until the pass ends and is then given
-back. So a pass sees each message once and cannot loop, whatever order the queue returns messages in;
-messages dead-lettered during the pass wait for the next one.
-
-Giving back is basic.nack(requeue=True), which keeps a message where it was. Each return counts as a
-delivery, though, and quorum queues drop a message past their delivery limit (RabbitMQ 4 sets 20 by
-default, and a dead-letter queue has no dead-letter target of its own): a message that has been given back
-often is therefore republished fresh to the end of its queue, confirmed, and its old copy acknowledged.
-
-Replay publishes the message to its stage's work queue with publisher confirms and only then
-acknowledges the dead letter. A crash in between leaves the message both replayed and still in the
-dead-letter queue, never lost; replaying that copy again is harmless, since every stage is idempotent.
+This module parses the arguments, connects, and says what happened; reading and settling the dead letters
+is `cli.dead_letters`.
 """
 
 from __future__ import annotations
@@ -22,220 +10,14 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from cli.check import one_line, operator_command, redact_url, table
+from cli.common import one_line, operator_command, redact_url, table
+from cli.dead_letters import REFRESH_AFTER, DeadLetter, Selection, purge, replay, scan
 from shared.broker.topology import WORK_QUEUES, Topology
 
 if TYPE_CHECKING:
-    import pika
-
     from shared.broker.publisher import Publisher
-
-# The broker layer (and pika, pydantic under it) is imported where used, so `dongbo --help` stays quick.
-# What the broker adds when it dead-letters or redelivers a message; a replayed message starts clean.
-BROKER_HEADERS = ("x-death", "x-delivery-count", "x-acquired-count")
-BROKER_PREFIXES = ("x-first-death-", "x-last-death-")
-REFRESH_AFTER = 10  # returns before a message is republished fresh (well below RabbitMQ 4's limit of 20)
-
-
-def failure_headers() -> tuple[str, ...]:
-    """The headers a dongbo service sets when it dead-letters a message (shared/broker/outcome.py)."""
-    from shared.broker import outcome
-
-    return (outcome.REASON_HEADER, outcome.ERROR_HEADER, outcome.SERVICE_HEADER, outcome.ATTEMPTS_HEADER,
-            outcome.QUEUE_HEADER, outcome.FAILED_AT_HEADER)
-
-
-@dataclass
-class DeadLetter:
-    """One message of a dead-letter queue, with what its headers say about its failure."""
-
-    dlq: str
-    stage: str
-    tag: int
-    body: bytes
-    props: pika.BasicProperties
-    mahoso: str
-    madonvi: str
-    reason: str
-    error: str
-    service: str
-    attempts: int | None
-    failed_at: str
-    queue: str
-    returns: int  # how often the broker has handed it out and had it back
-
-    def as_dict(self, with_body: bool = False) -> dict[str, Any]:
-        data = {"dlq": self.dlq, "queue": self.queue, "mahoso": self.mahoso, "madonvi": self.madonvi,
-                "reason": self.reason, "error": self.error, "service": self.service, "attempts": self.attempts,
-                "failed_at": self.failed_at}
-        if with_body:
-            data["body"] = self.body.decode("utf-8", errors="replace")
-        return data
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _keys_in_body(body: bytes) -> dict:
-    """The dossier's keys when the headers lack them (a malformed dossier parked by the fetcher)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read(topology: Topology, stage: str, tag: int, props: pika.BasicProperties, body: bytes) -> DeadLetter:
-    from shared.broker.outcome import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, REASON_HEADER,
-                                       SERVICE_HEADER)
-    from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER
-
-    headers = props.headers or {}
-    deaths = headers.get("x-death") or []
-    death = deaths[0] if deaths and isinstance(deaths[0], dict) else {}  # the newest comes first
-    if headers.get(REASON_HEADER):
-        reason, error = _text(headers[REASON_HEADER]), _text(headers.get(ERROR_HEADER))
-        service, queue = _text(headers.get(SERVICE_HEADER)), _text(headers.get(QUEUE_HEADER))
-        attempts, failed_at = _int(headers.get(ATTEMPTS_HEADER)), _text(headers.get(FAILED_AT_HEADER))
-    elif death:
-        # Dead-lettered by RabbitMQ itself: no dongbo service got to say why.
-        reason = _text(death.get("reason")).replace("_", "-") or "unknown"
-        queue = _text(death.get("queue"))
-        error = (f"redelivered more often than the delivery limit of {queue}: a worker kept dying or losing "
-                 "its connection while handling it" if reason == "delivery-limit"
-                 else f"dead-lettered by the broker from {queue} ({reason})")
-        service, failed_at = "broker", _text(death.get("time"))
-        attempt = _int(headers.get(ATTEMPT_HEADER))
-        attempts = None if attempt is None else attempt + 1
-    else:
-        reason, error, service, queue, attempts, failed_at = "unknown", "", "", topology.queue(stage), None, ""
-    keys = {} if headers.get(MAHOSO_HEADER) and headers.get(MADONVI_HEADER) else _keys_in_body(body)
-    returns = max(_int(headers.get(name)) or 0 for name in ("x-delivery-count", "x-acquired-count"))
-    return DeadLetter(
-        dlq=topology.dead_letter_queue(stage), stage=stage, tag=tag, body=body, props=props,
-        mahoso=_text(headers.get(MAHOSO_HEADER) or keys.get("mahoso")),
-        madonvi=_text(headers.get(MADONVI_HEADER) or keys.get("madonvi")),
-        reason=reason, error=error, service=service, attempts=attempts, failed_at=failed_at,
-        queue=queue or topology.queue(stage), returns=returns,
-    )
-
-
-@dataclass
-class Selection:
-    """The filters: a message matches when it passes every one given (each may be given several times)."""
-
-    units: set[str] = field(default_factory=set)
-    reasons: set[str] = field(default_factory=set)
-    mahosos: set[str] = field(default_factory=set)
-
-    def matches(self, letter: DeadLetter) -> bool:
-        return ((not self.units or letter.madonvi in self.units)
-                and (not self.reasons or letter.reason in self.reasons)
-                and (not self.mahosos or letter.mahoso in self.mahosos))
-
-
-def _properties(props: pika.BasicProperties, headers: dict) -> pika.BasicProperties:
-    import pika
-
-    return pika.BasicProperties(
-        content_type=props.content_type, content_encoding=props.content_encoding, type=props.type,
-        message_id=props.message_id, correlation_id=props.correlation_id, timestamp=props.timestamp,
-        app_id=props.app_id, delivery_mode=pika.DeliveryMode.Persistent, headers=headers,
-    )
-
-
-def _without_broker_headers(headers: dict) -> dict:
-    return {k: v for k, v in headers.items() if k not in BROKER_HEADERS and not k.startswith(BROKER_PREFIXES)}
-
-
-def replay_headers(letter: DeadLetter) -> dict:
-    """A fresh start: attempt 0, no failure headers, no trace of the broker's dead-lettering."""
-    from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER
-
-    dropped = failure_headers()
-    headers = {k: v for k, v in _without_broker_headers(letter.props.headers or {}).items() if k not in dropped}
-    headers[ATTEMPT_HEADER] = 0
-    if letter.mahoso:
-        headers.setdefault(MAHOSO_HEADER, letter.mahoso)
-    if letter.madonvi:
-        headers.setdefault(MADONVI_HEADER, letter.madonvi)
-    return headers
-
-
-def refreshed_headers(letter: DeadLetter) -> dict:
-    """A copy that keeps what `show` tells about the failure, in dongbo's own headers (the broker's
-    x-death is its own record and is not to be trusted when a client republishes it)."""
-    from shared.broker.outcome import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, REASON_HEADER,
-                                       SERVICE_HEADER)
-
-    headers = _without_broker_headers(letter.props.headers or {})
-    headers.update({REASON_HEADER: letter.reason, ERROR_HEADER: letter.error, SERVICE_HEADER: letter.service,
-                    QUEUE_HEADER: letter.queue, FAILED_AT_HEADER: letter.failed_at})
-    if letter.attempts is not None:
-        headers[ATTEMPTS_HEADER] = letter.attempts
-    return headers
-
-
-# An action on a matching message: returns True when it settled the message itself (acked it).
-Action = Callable[[DeadLetter], bool]
-
-
-def scan(channel, publisher: Publisher, topology: Topology, stage: str, selection: Selection, act: Action,
-         limit: int | None = None) -> int:
-    """Runs `act` on each matching message of the stage's dead-letter queue once; returns how many matched."""
-    dlq = topology.dead_letter_queue(stage)
-    total = channel.queue_declare(dlq, passive=True).method.message_count
-    held: list[DeadLetter] = []
-    taken = matched = 0
-    try:
-        while taken < total and (limit is None or matched < limit):
-            method, props, body = channel.basic_get(dlq, auto_ack=False)
-            if method is None:
-                break
-            taken += 1
-            letter = read(topology, stage, method.delivery_tag, props, body)
-            if selection.matches(letter):
-                matched += 1
-                if act(letter):
-                    continue
-            if letter.returns + 1 < REFRESH_AFTER:
-                letter.body = b""  # only its delivery tag is needed to give it back
-            held.append(letter)
-    finally:
-        if channel.is_open:
-            give_back(channel, publisher, held)
-    return matched
-
-
-def give_back(channel, publisher: Publisher, held: list[DeadLetter]) -> None:
-    for letter in held:
-        if letter.returns + 1 >= REFRESH_AFTER:
-            publisher.publish_raw(letter.dlq, letter.body, _properties(letter.props, refreshed_headers(letter)))
-            channel.basic_ack(letter.tag)
-        else:
-            channel.basic_nack(letter.tag, requeue=True)
-
-
-# -- the subcommands ------------------------------------------------------------------------------------
-
 
 EPILOGS = {
     "replay": " Safe while the services run: each message is published to its work queue, confirmed, before its "
@@ -312,7 +94,8 @@ def run_dlq(settings, args: argparse.Namespace) -> int:
             limit = None if args.limit is None else args.limit - command.matched
             if limit == 0:
                 break
-            scan(channel, publisher, topology, stage, selection, command.act, limit)
+            # Passed on, not left to scan's default, so a value set on cli.dlq.REFRESH_AFTER takes effect.
+            scan(channel, publisher, topology, stage, selection, command.act, limit, refresh_after=REFRESH_AFTER)
     except CONNECTION_ERRORS as exc:
         print(f"dongbo dlq: lost RabbitMQ ({one_line(exc)}) {command.interrupted()}", file=sys.stderr)
         return 1
@@ -450,10 +233,7 @@ class Replaying(Moving):
     action, past = "replay", "replayed"
 
     def settle(self, letter: DeadLetter) -> None:
-        # Confirmed publish first, acknowledgement second: a crash between them duplicates, never loses.
-        self.publisher.publish_raw(self.topology.queue(letter.stage), letter.body,
-                                   _properties(letter.props, replay_headers(letter)))
-        self.publisher.channel.basic_ack(letter.tag)
+        replay(self.publisher, self.topology, letter)
 
     def summary(self, stage: str) -> dict:
         return {**super().summary(stage), "target": self.topology.queue(stage)}
@@ -468,7 +248,7 @@ class Purging(Moving):
     action, past = "delete", "deleted"
 
     def settle(self, letter: DeadLetter) -> None:
-        self.publisher.channel.basic_ack(letter.tag)
+        purge(self.publisher.channel, letter)
 
     def interrupted(self) -> str:
         return f"after deleting {self.settled} messages; the others stay in their dead-letter queue"

@@ -12,7 +12,7 @@ import argparse
 import json
 from datetime import datetime, timezone
 
-from cli.check import one_line, operator_command, redact_url, table
+from cli.common import one_line, operator_command, redact_url, table
 from shared.logs import redact
 
 STALE_AFTER = 600.0  # seconds without progress after which an instance is flagged

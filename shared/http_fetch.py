@@ -2,37 +2,24 @@
 
 `url_file` comes from the one-stop system and is not trusted: it could point at the cloud metadata
 address, at an internal service, or at a 10 GB file. So every URL, and every redirect hop, must name a
-host listed in DONGBO_ALLOWED_FILE_HOSTS; bodies stream in chunks with the size limit enforced as bytes
-arrive; and a body that ends early is an error, never a shorter file.
-
-Host rules: only http/https; the host (case-insensitive, IDNA-encoded, IPv6 literals compressed) must be
-listed, optionally with a port; a listed host is trusted even where it is a loopback or private address
-(that is how an operator allows a one-stop server on 127.0.0.1 or the LAN); a listed *name* is still
-refused when it resolves to a link-local address (169.254.0.0/16, fe80::/10: the cloud metadata
-service), unless that IP literal itself is listed. The resolution check is defence in depth against a
-hijacked DNS record; the list itself is the primary control.
+host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in `shared.url_policy`); bodies stream in chunks
+with the size limit enforced as bytes arrive; and a body that ends early is an error, never a shorter file.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
-import ipaddress
 import logging
-import re
-import socket
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
-import idna
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.util import parse_url
 
 from shared.errors import (
-    ConfigError,
     FileNotFound,
     FileRefused,
     FileSourceUnavailable,
@@ -41,81 +28,14 @@ from shared.errors import (
     RedirectLoop,
     TruncatedBody,
 )
+from shared.url_policy import HostPolicy, Resolver, literal_url, raw_host, resolve
+from shared.url_policy import normalize_host  # noqa: F401 - importable from here as before the split
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "dongbo/0.1 (+file transfer)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_METADATA_NETWORKS = (
-    ipaddress.ip_network("169.254.0.0/16"),
-    ipaddress.ip_network("fe80::/10"),
-    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS's IPv6 metadata address is not link-local
-)
-_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-Resolver = Callable[[str, int], list[str]]
-
-
-def resolve(host: str, port: int) -> list[str]:
-    """Every address a name resolves to (the system resolver, as the connection itself will use)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
-
-
-def normalize_host(host: str) -> str:
-    """The canonical spelling of a host: lower case, no trailing dot, IDNA (xn--) or compressed IP."""
-    host = host.strip().rstrip(".").lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        raise ValueError("empty host")
-    try:
-        return ipaddress.ip_address(host).compressed
-    except ValueError:
-        pass
-    if host.isascii():
-        if not re.fullmatch(r"[a-z0-9_.-]+", host):
-            raise ValueError(f"invalid host name {host!r}")
-        return host
-    try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValueError(f"invalid host name {host!r}: {exc}") from None
-
-
-def _parse_allowed(entries: frozenset[str]) -> dict[str, frozenset[int] | None]:
-    """`host` allows any port, `host:port` (or `[v6]:port`) only that one."""
-    allowed: dict[str, set[int] | None] = {}
-    for entry in entries:
-        text = entry.strip()
-        port: int | None = None
-        match = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})", text)
-        if match:
-            text, port = match.group(1), int(match.group(2))
-        try:
-            host = normalize_host(text)
-        except ValueError as exc:
-            raise ConfigError(f"DONGBO_ALLOWED_FILE_HOSTS: {exc}") from None
-        if port is None:
-            allowed[host] = None
-        elif allowed.get(host, set()) is not None:
-            allowed.setdefault(host, set()).add(port)
-    return {host: (None if ports is None else frozenset(ports)) for host, ports in allowed.items()}
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_metadata_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in _METADATA_NETWORKS)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -195,7 +115,7 @@ def _content_length(response: requests.Response) -> int | None:
 
 
 class FileSource:
-    """Opens attachment URLs under the host rules above; one requests.Session (connection pool) per thread."""
+    """Opens attachment URLs that `HostPolicy` allows; one requests.Session (connection pool) per thread."""
 
     def __init__(
         self,
@@ -209,13 +129,12 @@ class FileSource:
         resolver: Resolver = resolve,
         pool_size: int = 4,
     ):
-        self.allowed = _parse_allowed(frozenset(allowed_hosts))
+        self.policy = HostPolicy(allowed_hosts, resolver)
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.verify_tls = verify_tls
         self.max_redirects = max_redirects
-        self._resolver = resolver
         self._pool_size = pool_size
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -250,7 +169,7 @@ class FileSource:
 
     def check_url(self, url: str) -> str:
         """Raises ForbiddenHost unless `url` may be fetched; returns the request URL as it will be sent."""
-        return self._prepare(self._session(), _literal(url))[0].url
+        return self._prepare(self._session(), literal_url(url))[0].url
 
     def close(self) -> None:
         with self._lock:
@@ -263,7 +182,7 @@ class FileSource:
     def _get(self, url: str) -> tuple[requests.Response, str, str]:
         session = self._session()
         seen: set[str] = set()
-        current = _literal(url)
+        current = literal_url(url)
         for _hop in range(self.max_redirects + 1):
             prepared, host = self._prepare(session, current)
             if prepared.url in seen:
@@ -298,42 +217,13 @@ class FileSource:
 
     def _prepare(self, session: requests.Session, url: str) -> tuple[requests.PreparedRequest, str]:
         """The request as it will go out, after checking the host it will connect to."""
-        raw_host = _raw_host(url)
+        written_host = raw_host(url)
         try:
             # requests quotes spaces and non-ASCII (UTF-8), and leaves valid %XX escapes, `!` and `~` alone.
             prepared = session.prepare_request(requests.Request("GET", url))
         except (requests.exceptions.RequestException, ValueError, UnicodeError):
-            raise ForbiddenHost(f"file URL on {raw_host} is not a valid http(s) URL") from None
-        parts = parse_url(prepared.url)  # urllib3's parser: the one that picks the host to connect to
-        if parts.scheme not in ("http", "https"):
-            raise ForbiddenHost(f"file URL on {raw_host} is not http or https")
-        if parts.auth:
-            raise ForbiddenHost(f"file URL on {raw_host} carries credentials")
-        try:
-            host = normalize_host(parts.host or "")
-        except ValueError:
-            raise ForbiddenHost(f"file URL on {raw_host} has no valid host") from None
-        if raw_host != host:  # two parsers disagreeing about the host is an attack, never a real URL
-            raise ForbiddenHost(f"file URL names an ambiguous host ({raw_host} or {host})")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._check_host(host, port)
-        return prepared, host
-
-    def _check_host(self, host: str, port: int) -> None:
-        if host not in self.allowed:
-            raise ForbiddenHost(f"file host {host} is not in DONGBO_ALLOWED_FILE_HOSTS")
-        ports = self.allowed[host]
-        if ports is not None and port not in ports:
-            raise ForbiddenHost(f"file host {host} is allowed, but not on port {port}")
-        if _is_ip(host):
-            return  # an IP literal listed by the operator is trusted as configured
-        try:
-            addresses = self._resolver(host, port)
-        except OSError as exc:
-            raise FileSourceUnavailable(f"file host {host} does not resolve: {exc}") from None
-        for address in addresses:
-            if _is_metadata_address(address) and normalize_host(address) not in self.allowed:
-                raise ForbiddenHost(f"file host {host} resolves to the link-local address {address}")
+            raise ForbiddenHost(f"file URL on {written_host} is not a valid http(s) URL") from None
+        return prepared, self.policy.check_request_url(prepared.url, written_host)
 
     @staticmethod
     def _check_status(response: requests.Response, host: str) -> None:
@@ -372,23 +262,6 @@ class FileSource:
                 self._sessions.append(session)
         return session
 
-
-def _literal(url: str) -> str:
-    """url_file as a URL: a stray `%` is a percent sign, and `#` a character of the file name.
-
-    A fragment is never sent to a server, so a `#` in url_file can only mean the file name holds one.
-    (Redirect targets are real URLs and keep their usual meaning.)
-    """
-    return _STRAY_PERCENT.sub("%25", url.strip()).replace("#", "%23")
-
-
-def _raw_host(url: str) -> str:
-    """The host as Python's URL parser reads the original text (for messages and the ambiguity check)."""
-    try:
-        host = urlsplit(url.strip()).hostname or ""
-        return normalize_host(host) if host else "(no host)"
-    except ValueError:
-        return "(invalid host)"
 
 
 def _header_text(value: str) -> str:

@@ -4,9 +4,8 @@ An object counts as stored only when it carries the tag `sha256` (with `size`), 
 upload has been verified. An object without it — a crash between upload and verification, a source that
 changed mid-way — is simply uploaded again, so "is it stored?" never trusts a half-done write.
 
-A killed upload leaves its multipart parts behind, invisible and billed. Two things clean them: a bucket
-lifecycle rule that aborts incomplete uploads after a day (where the server supports it), and
-`abort_stale_uploads`, which the downloader calls on start.
+A killed upload leaves its multipart parts behind, invisible and billed; `shared.storage_hygiene` cleans
+them (a lifecycle rule set by `ensure_bucket`, and `abort_stale_uploads` when the downloader starts).
 """
 
 from __future__ import annotations
@@ -15,23 +14,22 @@ import hashlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterator
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ENABLED, Filter, Tags
+from minio.commonconfig import Tags
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
-from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
+from shared import storage_hygiene
 from shared.errors import DongboError, IntegrityError, StorageUnavailable, TruncatedBody
+from shared.storage_hygiene import LIFECYCLE_RULE_ID  # noqa: F401 - importable from here as before the split
 
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024**2  # S3's smallest multipart part
-LIFECYCLE_RULE_ID = "dongbo-abort-incomplete-uploads"
 MISSING = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"})
-NO_LIFECYCLE = frozenset({"NoSuchLifecycleConfiguration"})
 
 
 @dataclass(frozen=True)
@@ -163,25 +161,9 @@ class ObjectStore:
         self._ensure_lifecycle()
 
     def _ensure_lifecycle(self) -> None:
-        """Adds our rule beside any the operator has, once; a server without lifecycle support only warns."""
+        """Sets the abort rule; a server without lifecycle support only warns."""
         try:
-            try:
-                current = self.client.get_bucket_lifecycle(self.bucket)
-            except S3Error as exc:
-                if exc.code not in NO_LIFECYCLE:
-                    raise
-                current = None
-            rules = list(current.rules) if current else []
-            if any(rule.rule_id == LIFECYCLE_RULE_ID for rule in rules):
-                return
-            rules.append(Rule(
-                ENABLED,
-                rule_filter=Filter(prefix=""),
-                rule_id=LIFECYCLE_RULE_ID,
-                abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(days_after_initiation=1),
-            ))
-            self.client.set_bucket_lifecycle(self.bucket, LifecycleConfig(rules))
-            log.info("bucket %s now aborts incomplete multipart uploads after 1 day", self.bucket)
+            storage_hygiene.add_abort_rule(self.client, self.bucket)
         except (S3Error, ServerError, InvalidResponseError, ValueError) as exc:
             log.warning(
                 "bucket %s: could not set the lifecycle rule that aborts incomplete uploads (%s); "
@@ -190,30 +172,8 @@ class ObjectStore:
 
     def abort_stale_uploads(self, older_than: timedelta, prefix: str = "") -> int:
         """Aborts multipart uploads started more than `older_than` ago; returns how many."""
-        cutoff = datetime.now(timezone.utc) - older_than
-        aborted = 0
-        key_marker: str | None = None
-        upload_marker: str | None = None
         with _storage_errors(f"bucket {self.bucket}"):
-            while True:
-                result = self.client._list_multipart_uploads(
-                    self.bucket, prefix=prefix or None, key_marker=key_marker, upload_id_marker=upload_marker,
-                )
-                for upload in result.uploads:
-                    started = upload.initiated_time
-                    if started is None:
-                        continue  # age unknown: it may be another worker's upload in flight
-                    if started.tzinfo is None:
-                        started = started.replace(tzinfo=timezone.utc)
-                    if started <= cutoff:
-                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
-                        aborted += 1
-                        log.info("aborted stale multipart upload of %s started %s", upload.object_name, started)
-                if not result.is_truncated or not result.uploads:
-                    break
-                # minio 7.2 drops NextUploadIdMarker, so page on from the last upload listed.
-                key_marker, upload_marker = result.uploads[-1].object_name, result.uploads[-1].upload_id
-        return aborted
+            return storage_hygiene.abort_stale_uploads(self.client, self.bucket, older_than, prefix)
 
     # -- objects ---------------------------------------------------------------------------------
 
