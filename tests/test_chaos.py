@@ -73,27 +73,26 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
     requests.post(sim.root + "/_sim/faults", json=FAULTS, timeout=10).raise_for_status()
     pipeline.start_all(downloaders=2)
     try:
-        # Chaos for a while: kill one process at random and start a new one in its place.
-        deadline = time.monotonic() + 45
+        # Chaos for a while: every 1–2.5 s one process is killed (kill -9) and a new one started in its
+        # place; on top, the broker connections are cut, then the S3 server and then the database restart.
+        started = time.monotonic()
+        outages = [(8, "broker", lambda: proxy.cut() > 0), (18, "s3", s3_server.start),
+                   (28, "database", services.restart_database)]
         kills = Counter()
-        broke = []
-        while time.monotonic() < deadline:
+        done = []
+        first = ["fetcher", "downloader", "indexer", "acker"]  # each service at least once, then at random
+        while time.monotonic() - started < 45:
             time.sleep(rng.uniform(1.0, 2.5))
-            victim = rng.choice([p for p in pipeline.processes if p.alive()])
+            alive = [p for p in pipeline.processes if p.alive()]
+            victim = next(p for p in alive if p.name == first.pop(0)) if first else rng.choice(alive)
             victim.kill()
             kills[victim.name] += 1
             pipeline.start(victim.name)
-            event = rng.random()
-            if event < 0.15 and "broker" not in broke:
-                assert proxy.cut() > 0
-                broke.append("broker")
-            elif event < 0.3 and "s3" not in broke:
-                s3_server.start()  # stops and starts the S3 server: in-flight uploads fail
-                broke.append("s3")
-            elif event < 0.45 and "database" not in broke:
-                services.restart_database()
-                broke.append("database")
-        assert set(kills) == {"fetcher", "downloader", "indexer", "acker"} or sum(kills.values()) >= 12
+            for at, name, inject in outages:
+                if name not in done and time.monotonic() - started >= at and inject() is not False:
+                    done.append(name)
+        assert done == ["broker", "s3", "database"], f"outages injected: {done}"
+        assert sum(kills.values()) >= 15 and set(kills) == {"fetcher", "downloader", "indexer", "acker"}, kills
 
         # Calm: faults off, every surviving process carries on.
         requests.post(sim.root + "/_sim/faults", json={"error_rate": {}, "truncate_rate": 0, "hang_rate": 0,
