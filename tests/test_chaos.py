@@ -84,7 +84,8 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
         while time.monotonic() - started < 45:
             time.sleep(rng.uniform(1.0, 2.5))
             alive = [p for p in pipeline.processes if p.alive()]
-            victim = next(p for p in alive if p.name == first.pop(0)) if first else rng.choice(alive)
+            name = first.pop(0) if first else None
+            victim = next(p for p in alive if p.name == name) if name else rng.choice(alive)
             victim.kill()
             kills[victim.name] += 1
             pipeline.start(victim.name)
