@@ -45,15 +45,20 @@ class Message(BaseModel):
             raise PoisonMessage(f"not a valid {cls.__name__} message: {where}: {first['msg']}") from None
 
 
-class DossierFetched(Message):
-    """fetcher → downloader: a dossier the one-stop system returned, with the files to store."""
-
-    kind: ClassVar[str] = "dossier.fetched"
+class DossierMessage(Message):
+    """A message that carries the dossier's own fields on to the indexer."""
 
     tentochuccanhan: str = ""
     ngaynhan: date | None = None
     mathutuc: str = ""
     tenthutuc: str = ""
+
+
+class DossierFetched(DossierMessage):
+    """fetcher → downloader: a dossier the one-stop system returned, with the files to store."""
+
+    kind: ClassVar[str] = "dossier.fetched"
+
     files: list[Attachment] = Field(default_factory=list)
     fetched_at: datetime = Field(default_factory=utcnow)
 
@@ -87,15 +92,11 @@ class StoredFile(BaseModel):
     stored_at: datetime = Field(default_factory=utcnow)
 
 
-class DossierStored(Message):
+class DossierStored(DossierMessage):
     """downloader → indexer: the dossier with every file stored (keys, sizes, hashes)."""
 
     kind: ClassVar[str] = "dossier.stored"
 
-    tentochuccanhan: str = ""
-    ngaynhan: date | None = None
-    mathutuc: str = ""
-    tenthutuc: str = ""
     files: list[StoredFile] = Field(default_factory=list)
     fetched_at: datetime | None = None
 
