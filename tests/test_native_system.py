@@ -61,6 +61,11 @@ def test_the_procfile_brings_up_a_system_that_syncs_everything(simulator_factory
             assert health.status_code == 200, (port, health.text)
         metrics = requests.get(f"http://127.0.0.1:{base_port + 200}/metrics", timeout=5).text
         assert 'dongbo_dossiers_total{service="indexer"}' in metrics
+        assert 'dongbo_stage_seconds_count{service="indexer"}' in metrics
+        downloaded = sum(float(line.split()[-1]) for port in (base_port + 100, base_port + 101)
+                         for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines()
+                         if line.startswith('dongbo_files_total{outcome="stored"}'))
+        assert downloaded == sum(len({f["url_file"] for f in d["files"]}) for d in expected)
     finally:
         if honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGTERM)

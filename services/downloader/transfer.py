@@ -12,6 +12,7 @@ import itertools
 import logging
 from urllib.parse import quote
 
+from shared import observability
 from shared.content_type import detect
 from shared.errors import FileNotFound, IntegrityError, TruncatedBody
 from shared.http_fetch import CHUNK_SIZE, FileResponse, FileSource
@@ -39,7 +40,9 @@ def store_attachment(
         with source.open(attachment.url_file) as response:
             if existing is not None and _same_file(existing, response):
                 # Leaving the block closes the body unread: an identical file costs one GET's headers.
-                log.info("file already stored, skipped: mahoso=%s matailieu=%s key=%s", mahoso, attachment.matailieu, key)
+                log.info("file already stored, skipped: mahoso=%s matailieu=%s key=%s", mahoso, attachment.matailieu, key,
+                         extra={"mahoso": mahoso, "madonvi": madonvi})
+                observability.FILES.labels("skipped").inc()
                 return _stored_file(attachment, existing)
             return _upload(store, key, mahoso, attachment, response, part_size)
     except FileNotFound:
@@ -100,9 +103,11 @@ def _upload(
     if stored_size != result.size:
         raise IntegrityError(f"{key}: stored {stored_size} bytes, but {result.size} were sent")
     store.mark_complete(key, result.sha256, result.size)
+    observability.FILES.labels("stored").inc()
+    observability.BYTES.inc(result.size)
     log.info(
         "stored file: mahoso=%s matailieu=%s key=%s size=%d sha256=%s",
-        mahoso, attachment.matailieu, key, result.size, result.sha256,
+        mahoso, attachment.matailieu, key, result.size, result.sha256, extra={"mahoso": mahoso},
     )
     return StoredFile(
         matailieu=attachment.matailieu,

@@ -33,7 +33,7 @@ from shared.broker.outcome import (
 from shared.broker.publisher import ATTEMPT_HEADER, MAHOSO_HEADER, Publisher, properties
 from shared.broker.topology import Topology
 from shared.errors import reason_of
-from shared.observability import health_of
+from shared.observability import STAGE_SECONDS, health_of
 
 log = logging.getLogger(__name__)
 
@@ -196,12 +196,14 @@ class Consumer:
     # -- worker threads -----------------------------------------------------------------------------
 
     def _work(self, batch: list[Delivery]) -> list[Decision]:
+        started = time.monotonic()
         try:
             outcomes = list(self.handle(batch))
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"handler returned {len(outcomes)} results for {len(batch)} deliveries")
         except Exception as exc:  # the whole batch failed: each delivery is retried or dead-lettered
             outcomes = [exc] * len(batch)
+        STAGE_SECONDS.labels(self.service).observe(time.monotonic() - started)
         decisions = []
         for delivery, outcome in zip(batch, outcomes):
             if isinstance(outcome, BaseException) and reason_of(outcome) == "unexpected":
