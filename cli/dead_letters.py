@@ -18,6 +18,8 @@ dead-letter queue, never lost; replaying that copy again is harmless, since ever
 
 from __future__ import annotations
 
+import time
+
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -223,12 +225,24 @@ def scan(channel, publisher: Publisher, topology: Topology, stage: str, selectio
 
 
 def give_back(channel, publisher: Publisher, held: list[DeadLetter], refresh_after: int = REFRESH_AFTER) -> None:
+    returned: dict[str, int] = {}
     for letter in held:
         if letter.returns + 1 >= refresh_after:
             publisher.publish_raw(letter.dlq, letter.body, _properties(letter.props, refreshed_headers(letter)))
             channel.basic_ack(letter.tag)
         else:
             channel.basic_nack(letter.tag, requeue=True)
+        returned[letter.dlq] = returned.get(letter.dlq, 0) + 1
+    _wait_until_counted(channel, returned)
+
+
+def _wait_until_counted(channel, returned: dict[str, int], timeout: float = 10.0) -> None:
+    """A quorum queue counts given-back messages again a moment later; wait for that, so that the next
+    command (or the operator's next look) sees every dead letter."""
+    deadline = time.monotonic() + timeout
+    for dlq, count in returned.items():
+        while channel.queue_declare(dlq, passive=True).method.message_count < count and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def replay(publisher: Publisher, topology: Topology, letter: DeadLetter) -> None:
