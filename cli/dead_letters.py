@@ -18,9 +18,8 @@ dead-letter queue, never lost; replaying that copy again is harmless, since ever
 
 from __future__ import annotations
 
-import time
-
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
