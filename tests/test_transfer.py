@@ -116,8 +116,11 @@ def test_a_changed_source_is_stored_again(server, source, store):
     assert store.find_complete(first.object_key).sha256 == second.sha256
 
 
+BIG = b"%PDF-1.4\n" + random.Random(2).randbytes(PART + 1000)  # over one part: streamed, then tagged
+
+
 def test_a_crash_before_the_completeness_tag_uploads_again(server, source, store, monkeypatch):
-    url = server.file("/a.pdf", PDF)
+    url = server.file("/a.pdf", BIG)
     real_mark = store.mark_complete
 
     def crash(*args, **kwargs):
@@ -131,8 +134,15 @@ def test_a_crash_before_the_completeness_tag_uploads_again(server, source, store
 
     monkeypatch.setattr(store, "mark_complete", real_mark)
     stored = store_attachment(source, store, UNIT, DOSSIER, attachment(url), part_size=PART)
-    assert store.find_complete(key).sha256 == stored.sha256 == hashlib.sha256(PDF).hexdigest()
+    assert store.find_complete(key).sha256 == stored.sha256 == hashlib.sha256(BIG).hexdigest()
     assert server.hits["/a.pdf"] == 2
+
+
+def test_a_small_file_is_written_and_tagged_complete_in_one_request(server, source, store, monkeypatch):
+    monkeypatch.setattr(store, "mark_complete", lambda *a, **k: pytest.fail("a small file needs no second request"))
+    monkeypatch.setattr(store, "stat_size", lambda *a, **k: pytest.fail("a small file needs no second request"))
+    stored = store_attachment(source, store, UNIT, DOSSIER, attachment(server.file("/s.pdf", PDF)), part_size=PART)
+    assert store.find_complete(stored.object_key).sha256 == stored.sha256 == hashlib.sha256(PDF).hexdigest()
 
 
 def test_a_source_gone_after_storing_keeps_the_stored_copy(server, source, store):

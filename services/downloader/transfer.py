@@ -88,21 +88,23 @@ def _upload(
     if attachment.ten_file:
         # Downloads from the archive get the real Vietnamese name back (RFC 6266 / 5987 encoding).
         metadata["Content-Disposition"] = _content_disposition(attachment.ten_file)
-    result = store.put_stream(
-        key,
-        itertools.chain([first], chunks) if first else chunks,
-        length=response.content_length,
-        content_type=content_type,
-        part_size=part_size,
-        metadata=metadata,
-    )
-    # The bytes minio read must be the whole source, and the store must hold exactly those bytes.
-    if response.content_length is not None and result.size != response.content_length:
-        raise TruncatedBody(f"{key}: read {result.size} of {response.content_length} bytes")
-    stored_size = store.stat_size(key)
-    if stored_size != result.size:
-        raise IntegrityError(f"{key}: stored {stored_size} bytes, but {result.size} were sent")
-    store.mark_complete(key, result.sha256, result.size)
+    length = response.content_length
+    if length is not None and length <= (part_size or store.part_size):
+        # A small file (the usual case) is read whole first: checked, then written and tagged at once.
+        data = b"".join(itertools.chain([first], chunks))
+        if len(data) != length:
+            raise TruncatedBody(f"{key}: read {len(data)} of {length} bytes")
+        result = store.put_whole(key, data, content_type, metadata)
+    else:
+        result = store.put_stream(key, itertools.chain([first], chunks) if first else chunks, length=length,
+                                  content_type=content_type, part_size=part_size, metadata=metadata)
+        # The bytes minio read must be the whole source, and the store must hold exactly those bytes.
+        if length is not None and result.size != length:
+            raise TruncatedBody(f"{key}: read {result.size} of {length} bytes")
+        stored_size = store.stat_size(key)
+        if stored_size != result.size:
+            raise IntegrityError(f"{key}: stored {stored_size} bytes, but {result.size} were sent")
+        store.mark_complete(key, result.sha256, result.size)
     observability.FILES.labels("stored").inc()
     observability.BYTES.inc(result.size)
     log.info(
