@@ -1,0 +1,128 @@
+"""One timed run of the pipeline: the four services as processes, from their start until every dossier
+the simulator holds is marked synced."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.measure import CpuDelta, DatabaseCpu, Result, RssSampler, rabbitmq_pid, wait_until
+from bench.profile import Recorder
+from bench.stack import World
+
+# Settings of the benchmark's own configuration (not dongbo's defaults; see README):
+# - the fetcher polls once at start and not again during the run (a later poll would only re-read
+#   dossiers already in flight);
+# - the acker flushes a batch after 0.5 s instead of 2 s, so the tail of the run is not a timer.
+BENCH_ENV = {
+    "DONGBO_POLL_INTERVAL": "3600",
+    "DONGBO_ACK_BATCH_SECONDS": "0.5",
+    "DONGBO_LOG_LEVEL": "INFO",
+    "DONGBO_LOG_JSON": "true",
+}
+
+
+def run_pipeline(world: World, link: str, workload: str, *, workers: int, threads_per_worker: int,
+                 timeout: float, extra_env: dict[str, str] | None = None, profile_dir: Path | None = None,
+                 profile_idle: bool = False) -> Result:
+    """`profile_dir`: attach py-spy to every service process and write its samples there."""
+    corpus = world.corpus
+    pipeline = world.pipeline(**BENCH_ENV, DONGBO_DOWNLOAD_CONCURRENCY=str(threads_per_worker), **(extra_env or {}))
+    others = CpuDelta({"simulator": world.sim.process.pid, "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
+                       "rabbitmq": rabbitmq_pid(world.stack.rabbit_url)})
+    with RssSampler() as sampler, DatabaseCpu(world.database_url) as database_cpu:
+        started_wall = time.time()
+        started = time.monotonic()
+        pipeline.start("fetcher")
+        for _ in range(workers):
+            pipeline.start("downloader")
+        pipeline.start("indexer")
+        pipeline.start("acker")
+        for process in pipeline.processes:
+            sampler.watch(process.name, process.process.pid)
+        recorder = Recorder(profile_dir, idle=profile_idle) if profile_dir else None
+        if recorder:
+            for process in pipeline.processes:
+                recorder.attach(process.process.pid, f"{link}-{workload}-w{workers}-{process.log_path.stem}")
+
+        def check() -> None:
+            dead = [p for p in pipeline.processes if not p.alive()]
+            if dead:
+                raise RuntimeError(f"{dead[0].name} exited {dead[0].process.returncode}:\n{dead[0].log()[-3000:]}")
+
+        def all_synced() -> bool:
+            synced, pending = world.synced_count()
+            return pending == 0 and synced >= corpus.dossiers
+
+        try:
+            ended = wait_until(all_synced, timeout=timeout, interval=0.2, check=check,
+                               what=f"{corpus.dossiers} dossiers marked synced")
+        except BaseException:
+            print(pipeline.logs()[-6000:])
+            if recorder:
+                recorder.stop()
+            pipeline.stop_all()
+            raise
+        if recorder:
+            recorder.stop()
+        wall = ended - started
+        cpu_others = others.stop()
+        cpu_others["postgresql"] = database_cpu.stop()
+        rss = sampler.peaks()
+        cpu = sampler.cpu()
+        pipeline.stop_all()
+    synced, _pending = world.synced_count()
+    cpu.update(cpu_others)
+    return Result(link=link, workload=workload, method="pipeline", workers=workers, threads=workers * threads_per_worker,
+                  dossiers=corpus.dossiers, files=len(corpus.files), bytes=corpus.bytes, wall_s=wall, synced=synced,
+                  startup_s=_startup(pipeline, started_wall), rss_mb=rss, cpu_s=cpu,
+                  stages_s=_stages(pipeline, started_wall))
+
+
+def _lines(process) -> list[dict]:
+    lines = []
+    for text in process.log().splitlines():
+        if text.startswith("{"):
+            try:
+                lines.append(json.loads(text))
+            except ValueError:
+                pass
+    return lines
+
+
+def _at(line: dict, started_wall: float) -> float:
+    return round(datetime.fromisoformat(line["time"]).timestamp() - started_wall, 2)
+
+
+def _startup(pipeline, started_wall: float) -> float | None:
+    """Seconds until every service was ready: each consumer consuming, and the fetcher starting its poll
+    (Python imports, connections, schema check, queue declarations)."""
+    times = []
+    for process in pipeline.processes:
+        marker = "fetcher: starting" if process.name == "fetcher" else f"{process.name}: consuming"
+        found = [_at(line, started_wall) for line in _lines(process) if line["message"].startswith(marker)]
+        if found:
+            times.append(found[0])
+    return max(times) if times else None
+
+
+def _stages(pipeline, started_wall: float) -> dict[str, float]:
+    """When the fetcher had handed everything on, and when each stage handled its last dossier."""
+    stages: dict[str, float] = {}
+    markers = {"fetcher": "handed on", "downloader": "files stored", "indexer": "indexed with", "acker": "marked synced"}
+    for process in pipeline.processes:
+        marker = markers.get(process.name)
+        times = [_at(line, started_wall) for line in _lines(process) if marker in line["message"]]
+        if process.name == "fetcher":
+            starts = [_at(line, started_wall) for line in _lines(process) if line["message"].startswith("fetcher: starting")]
+            if starts:
+                stages["fetcher_started"] = starts[0]
+        if times:
+            key = f"{process.name}_last"
+            stages[key] = max(stages.get(key, 0.0), max(times))
+            if process.name == "downloader":
+                first = min(times)
+                stages["downloader_first"] = min(stages.get("downloader_first", first), first)
+    return stages
