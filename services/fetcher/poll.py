@@ -16,7 +16,6 @@ from shared.broker.outcome import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, SER
 from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, Publisher, properties
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db import sync_state
-from shared.errors import MalformedDossier
 from shared.messages import DossierFetched
 from shared.onestop import InvalidDossier, OneStopClient
 from shared.onestop.models import Dossier
@@ -74,7 +73,7 @@ def _dead_letter_invalid(publisher: Publisher, engine: Engine, topology: Topolog
     digest = hashlib.sha256(body).hexdigest()
     if state is not None and state["status"] == sync_state.FAILED and state["source_hash"] == digest:
         return False
-    reason = MalformedDossier.reason
+    reason = item.reason  # malformed-dossier, or too-many-files
     headers = {REASON_HEADER: reason, ERROR_HEADER: item.error[:1000], SERVICE_HEADER: "fetcher",
                QUEUE_HEADER: topology.queue(DOWNLOAD), ATTEMPTS_HEADER: 1,
                MAHOSO_HEADER: item.mahoso or "", MADONVI_HEADER: item.madonvi}
