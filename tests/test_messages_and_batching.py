@@ -106,3 +106,30 @@ def test_the_acker_marks_each_unit_in_one_call_and_a_poison_message_fails_alone(
     stats = requests.get(sim.root + "/_sim/stats", timeout=10).json()
     assert stats["mark_calls"] == len({d["madonvi"] for d in dossiers}) == 2
     assert all(d["synced"] for d in sim_dossiers(sim) if d["mahoso"] in {x["mahoso"] for x in dossiers})
+
+
+def test_a_chunk_is_confirmed_in_one_wait_and_a_deleted_queue_loses_nothing(rabbit_url, queue_prefix):
+    """Sent messages are confirmed together; messages returned because their queue was deleted are sent
+    again to the re-declared queue, and none counts as confirmed until its copy is."""
+    topology = Topology(queue_prefix, (0.5, 1.0, 2.0))
+    connection = connect(rabbit_url, "test")
+    channel = connection.channel()
+    topology.declare(channel)
+    publisher = Publisher(channel, topology)
+    first = [publisher.send(topology.queue(DOWNLOAD), DossierIndexed(mahoso=f"A{n}", madonvi="U")) for n in range(300)]
+    publisher.confirm_all()
+    assert all(publisher.is_confirmed(seq) for seq in first)
+
+    other = connection.channel()
+    other.queue_delete(topology.queue(DOWNLOAD))
+    second = [publisher.send(topology.queue(DOWNLOAD), DossierIndexed(mahoso=f"B{n}", madonvi="U")) for n in range(50)]
+    channel._flush_output(lambda: not publisher.unconfirmed)  # the broker returned and then acked every one
+    assert len(publisher.returned) == 50
+    assert not any(publisher.is_confirmed(seq) for seq in second)
+    publisher.confirm_all()
+    assert all(publisher.is_confirmed(seq) for seq in second)
+    taken = []
+    while (got := other.basic_get(topology.queue(DOWNLOAD), auto_ack=True))[0] is not None:
+        taken.append(DossierIndexed.from_bytes(got[2]).mahoso)
+    connection.close()
+    assert sorted(taken) == sorted(f"B{n}" for n in range(50))

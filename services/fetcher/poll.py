@@ -54,8 +54,9 @@ def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topol
         for dossier in valid.values():
             digest = source_hash(dossier)
             if should_publish(states.get(dossier.mahoso), digest, now, inflight_timeout, resend_synced):
-                publisher.publish(topology.queue(DOWNLOAD), DossierFetched.of(dossier))
+                publisher.send(topology.queue(DOWNLOAD), DossierFetched.of(dossier))
                 chosen.append((dossier.mahoso, dossier.madonvi, digest))
+        publisher.confirm_all()  # one wait for the whole chunk, before it is recorded as handed on
         with engine.begin() as connection:
             sync_state.record_published(connection, chosen)
         result.published += len(chosen)

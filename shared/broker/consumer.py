@@ -6,8 +6,10 @@ stops the connection's thread from answering heartbeats; a finished batch is han
 `add_callback_threadsafe`, the one pika call that is safe from another thread.
 
 A delivery is acknowledged only after the messages it produces are confirmed by the broker (or after
-its retry or dead letter is confirmed). Results that come back after their connection died are
-dropped: the broker redelivers those messages, and every effect is idempotent.
+its retry or dead letter is confirmed). Those confirms are not waited for one by one: the thread sends,
+goes on, and acknowledges each delivery when the confirms it waits for arrive. Results that come back
+after their connection died are dropped: the broker redelivers those messages, and every effect is
+idempotent.
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ class Consumer:
         self.buffer: list[Delivery] = []
         self.buffer_since = 0.0
         self.in_flight = 0
+        # Settled deliveries whose outgoing messages the broker has not confirmed yet: (sequences, tag).
+        self.awaiting: list[tuple[list[int], int]] = []
+        self.ack_scheduled = False
+        self.context = None
         # Read by the health endpoint.
         self.connected = False
         self.last_turn = time.time()
@@ -126,18 +132,23 @@ class Consumer:
         self.generation += 1
         self.buffer = []
         self.in_flight = 0
+        self.awaiting = []
+        self.ack_scheduled = False
         connection = connect(self.amqp_url, self.service, self.heartbeat)
         try:
             channel = connection.channel()
             self.topology.declare(channel)
-            publisher = Publisher(channel, self.topology)
+            generation = self.generation
+            publisher = Publisher(channel, self.topology, on_confirmed=lambda: self._schedule_acks(generation))
             channel.basic_qos(prefetch_count=self.concurrency * self.batch_size)
             tag = channel.basic_consume(self.queue, self._on_message)
             self.connected = True
             log.info("%s: consuming %s (%d workers, batches of %d)", self.service, self.queue, self.concurrency, self.batch_size)
             context = (connection, channel, publisher, self.generation)
+            self.context = context
             while not self.stopping.is_set():
                 connection.process_data_events(time_limit=self._wait_time())
+                self._ack_confirmed(context)
                 self._dispatch(context)
                 self.last_turn = time.time()
             self._drain(connection, channel, tag, context)
@@ -187,9 +198,10 @@ class Consumer:
             channel.basic_nack(delivery.tag, requeue=True)
         self.buffer = []
         deadline = time.monotonic() + self.shutdown_grace
-        while self.in_flight and time.monotonic() < deadline:
+        while (self.in_flight or self.awaiting) and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.2)
-        if self.in_flight:
+            self._ack_confirmed(context)
+        if self.in_flight or self.awaiting:
             log.warning("%s: %d batches still running after %.0fs; the broker will hand them out again",
                         self.service, self.in_flight, self.shutdown_grace)
 
@@ -232,24 +244,47 @@ class Consumer:
         self.in_flight -= 1
         decisions = future.result()  # _work never raises
         for delivery, decision in zip(batch, decisions):
-            self._apply(channel, publisher, delivery, decision)
+            self.awaiting.append((self._apply(publisher, delivery, decision), delivery.tag))
+        self._ack_confirmed(context)
         if self.on_progress:
             self.on_progress()
 
-    def _apply(self, channel, publisher: Publisher, delivery: Delivery, decision: Decision) -> None:
+    def _apply(self, publisher: Publisher, delivery: Delivery, decision: Decision) -> list[int]:
+        """Sends what the decision produces; returns the sequence numbers whose confirms the ack waits for."""
         if isinstance(decision, Done):
-            for stage, message in decision.publish:
-                publisher.publish(self.topology.queue(stage), message)
-        elif isinstance(decision, Retry):
+            return [publisher.send(self.topology.queue(stage), message) for stage, message in decision.publish]
+        if isinstance(decision, Retry):
             headers = dict(delivery.headers, **{ATTEMPT_HEADER: decision.number})
             target = self.topology.retry_queue(self.stage, decision.number)
             log.warning("%s: %s failed (%s); retry %d via %s", self.service, _name(delivery), decision.error, decision.number, target)
-            publisher.publish_raw(target, delivery.body, properties(None, headers))
-        else:
-            headers = dead_letter_headers(delivery, decision, self.service, self.queue)
-            log.error("%s: %s dead-lettered (%s): %s", self.service, _name(delivery), decision.reason, decision.error)
-            publisher.publish_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))
-        channel.basic_ack(delivery.tag)
+            return [publisher.send_raw(target, delivery.body, properties(None, headers))]
+        headers = dead_letter_headers(delivery, decision, self.service, self.queue)
+        log.error("%s: %s dead-lettered (%s): %s", self.service, _name(delivery), decision.reason, decision.error)
+        return [publisher.send_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))]
+
+    def _schedule_acks(self, generation: int) -> None:
+        """Confirms arrived (inside pika's I/O): acknowledge from the event loop, right away."""
+        if self.ack_scheduled or generation != self.generation or not self.awaiting:
+            return
+        self.ack_scheduled = True
+        context = self.context
+        context[0].call_later(0, lambda: self._ack_confirmed(context))
+
+    def _ack_confirmed(self, context) -> None:
+        connection, channel, publisher, generation = context
+        if generation != self.generation:
+            return
+        self.ack_scheduled = False
+        if not self.awaiting:
+            return
+        publisher.flush()  # sends returned messages again; raises if the broker refused one
+        waiting = []
+        for sequences, tag in self.awaiting:
+            if all(publisher.is_confirmed(seq) for seq in sequences):
+                channel.basic_ack(tag)
+            else:
+                waiting.append((sequences, tag))
+        self.awaiting = waiting
 
 
 def _name(delivery: Delivery) -> str:
