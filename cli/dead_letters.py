@@ -165,9 +165,9 @@ def _without_broker_headers(headers: dict) -> dict:
 
 def replay_headers(letter: DeadLetter) -> dict:
     """A fresh start: attempt 0, no failure headers, no trace of the broker's dead-lettering."""
-    from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER
+    from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER, NEW_DOSSIER_HEADER
 
-    dropped = failure_headers()
+    dropped = (*failure_headers(), NEW_DOSSIER_HEADER)  # part of the dossier may be stored by now
     headers = {k: v for k, v in _without_broker_headers(letter.props.headers or {}).items() if k not in dropped}
     headers[ATTEMPT_HEADER] = 0
     if letter.mahoso:

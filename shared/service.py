@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from shared import observability
 from shared.db.models import ServiceStatus
+from shared.db import sync_state
 from shared.db.sync_state import insert_for
 from shared.errors import ConfigError
 from shared.logs import add_secret, setup_logging
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class Service(Protocol):
-    def run(self) -> None: ...
+    def run(self) -> int | None: ...
     def stop(self) -> None: ...
     def health(self) -> tuple[bool, str]: ...
 
@@ -68,8 +69,8 @@ def main(name: str, build: Callable[[Settings], Service], settings: Settings | N
         signal.signal(signal.SIGINT, on_signal)
     observability.serve(settings.metrics_port, service.health)
     log.info("%s: starting", name)
-    service.run()
-    return 0
+    status = service.run()
+    return status if isinstance(status, int) else 0  # a one-shot run reports whether it did its work
 
 
 class StatusReporter:
@@ -99,6 +100,7 @@ class StatusReporter:
         table = ServiceStatus.__table__
         try:
             with self.engine.begin() as connection:
+                sync_state.informational(connection)
                 if insert:
                     stmt = insert_for(connection, table).values(instance=self.instance, service=self.service, **values)
                     connection.execute(stmt.on_conflict_do_update(index_elements=["instance"], set_=values))
@@ -116,7 +118,6 @@ def failure_recorder(engine: Engine, service: str, reporter: StatusReporter):
     """The consumer's failure hook: the dossier's sync state and the service status say what went wrong."""
     from shared.broker.outcome import DeadLetter
     from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER
-    from shared.db import sync_state
 
     def record(delivery, decision) -> None:
         final = isinstance(decision, DeadLetter)

@@ -13,7 +13,7 @@ from tests.services import ROOT
 
 pytestmark = pytest.mark.slow
 
-RESULT_KEYS = {"link", "workload", "method", "workers", "threads", "dossiers", "files", "bytes", "wall_s",
+RESULT_KEYS = {"link", "workload", "method", "workers", "threads", "dossiers", "files", "bytes", "wall_s", "retries",
                "dossiers_per_s", "mb_per_s", "synced", "rss_mb", "cpu_s"}
 
 

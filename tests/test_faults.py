@@ -182,6 +182,25 @@ def test_sigterm_finishes_the_download_in_flight(simulator_factory, rabbit_url, 
         pipeline.stop_all()
 
 
+def test_sigterm_stops_a_long_poll_between_chunks(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+    """A first poll of a large backlog reads for minutes; a stop must not wait for the end of the answer.
+    A one-shot poll that was cut short says so in its exit status."""
+    sim = simulator_factory("--seed", "7", "--units", "1", "--dossiers", "30000", "--files-per-dossier", "1",
+                            "--file-size", "1024")
+    pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix)
+    queue = Topology(queue_prefix, DELAYS).queue(DOWNLOAD)
+    fetcher = pipeline.start("fetcher", "--once")
+    try:
+        wait_for(lambda: queue_depths(rabbit_url, [queue])[queue] >= 1000, timeout=120, what="the first chunks handed on")
+        asked = time.monotonic()
+        assert fetcher.terminate(timeout=30) == 1
+        assert time.monotonic() - asked < 10
+        handed_on = queue_depths(rabbit_url, [queue])[queue]
+        assert handed_on < 25000 and "poll stopped after" in fetcher.log(), fetcher.log()[-2000:]
+    finally:
+        pipeline.stop_all()
+
+
 @pytest.mark.parametrize("env, setting", [
     ({"DONGBO_INDEX_BATCH_SIZE": "many"}, "DONGBO_INDEX_BATCH_SIZE"),
     ({"DONGBO_ONESTOP_URL": "ftp://example"}, "DONGBO_ONESTOP_URL"),

@@ -451,3 +451,18 @@ def test_backfill_refuses_bad_dates_with_a_clear_error(settings_env, capsys):
         main(["backfill", "--unit", "U1", "--from", "2024-05-01", "--to", "01/05/2024"])
     assert exit_info.value.code == 2
     assert "'2024-05-01' is not a date as dd/mm/yyyy" in capsys.readouterr().err
+
+
+def test_the_services_schema_check_agrees_with_the_migrations(pg_url):
+    """Services compare the database with a constant instead of loading alembic: it must be the head."""
+    from shared.db.engine import HEAD_REVISION, current_revision, make_engine, migrations_head, wait_for_schema
+    from shared.errors import ConfigError
+
+    assert HEAD_REVISION == migrations_head()
+    engine = make_engine(pg_url)
+    assert current_revision(engine) is None
+    with pytest.raises(ConfigError, match="dongbo db upgrade"):
+        wait_for_schema(engine, "test", attempts=1)
+    upgrade(pg_url)
+    assert current_revision(engine) == HEAD_REVISION
+    wait_for_schema(engine, "test", attempts=1)

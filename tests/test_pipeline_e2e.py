@@ -96,8 +96,10 @@ def test_every_dossier_arrives_once_intact_and_marked_synced(simulator_factory, 
 
         # Secrets: a wrong password is refused with a clear line that does not repeat it.
         wrong = pipeline.start("fetcher", "--once", DONGBO_ONESTOP_PASSWORD="Sai-mật-khẩu-77aa")
-        wrong.process.wait(60)
+        assert wrong.process.wait(60) == 1, "a one-shot poll that failed must say so in its exit status"
         assert "login-failed" in wrong.log() or "LoginFailed" in wrong.log()
+        right = pipeline.start("fetcher", "--once")
+        assert right.process.wait(60) == 0 and "handed on" in right.log()
         logs = pipeline.logs_whole()
         assert PASSWORD not in logs and "Sai-mật-khẩu-77aa" not in logs
         assert s3_server.secret_key not in logs

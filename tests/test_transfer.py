@@ -105,6 +105,34 @@ def test_a_second_call_skips_the_file_already_stored(server, source, store, monk
     assert second.model_dump(exclude={"stored_at"}) == first.model_dump(exclude={"stored_at"})
 
 
+def test_the_first_try_of_a_new_dossier_asks_the_store_nothing_and_any_later_try_does(server, source, store, monkeypatch):
+    """The fetcher marks a dossier it never handed on before; only that dossier's first delivery skips
+    the lookup of stored copies. A redelivery or a retry looks, and skips what is already there."""
+    from services.downloader.handler import DownloadHandler
+    from shared.broker.outcome import Delivery
+    from shared.broker.publisher import NEW_DOSSIER_HEADER
+    from shared.db.engine import make_engine
+    from shared.messages import DossierFetched
+
+    url = server.file("/n.pdf", PDF, ETag='"v1"')
+    message = DossierFetched(mahoso=DOSSIER, madonvi=UNIT, files=[attachment(url)])
+    lookups = []
+    real_find = store.find_complete
+    monkeypatch.setattr(store, "find_complete", lambda key: lookups.append(key) or real_find(key))
+    handler = DownloadHandler(source, store, make_engine("sqlite://"), part_size=PART, max_files=10)
+
+    def deliver(**fields):
+        return handler(Delivery(tag=1, body=message.to_bytes(), **fields)).publish[0][1].files[0]
+
+    first = deliver(headers={NEW_DOSSIER_HEADER: True})
+    assert lookups == [] and server.hits["/n.pdf"] == 1
+    again = deliver(headers={NEW_DOSSIER_HEADER: True}, redelivered=True)
+    retried = deliver(headers={NEW_DOSSIER_HEADER: True, "x-dongbo-attempt": 1}, attempt=1)
+    known = deliver(headers={})
+    assert lookups == [first.object_key] * 3
+    assert again.sha256 == retried.sha256 == known.sha256 == first.sha256 == hashlib.sha256(PDF).hexdigest()
+
+
 def test_a_changed_source_is_stored_again(server, source, store):
     server.file("/a.pdf", PDF, ETag='"v1"')
     first = store_attachment(source, store, UNIT, DOSSIER, attachment(server.url("/a.pdf")), part_size=PART)

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from shared import observability
 from shared.broker.outcome import Delivery, Done
+from shared.broker.publisher import NEW_DOSSIER_HEADER
 from shared.broker.topology import INDEX
 from shared.db import sync_state
 from shared.errors import TooManyFiles
@@ -34,9 +35,13 @@ class DownloadHandler:
             raise TooManyFiles(f"dossier {dossier.mahoso} lists {len(dossier.files)} files (limit {self.max_files})")
         # The same entry listed twice is one file: it has one key.
         unique = {object_key(dossier.madonvi, dossier.mahoso, a): a for a in dossier.files}
+        # A dossier the fetcher never handed on before, on its first delivery, has nothing stored yet:
+        # skip asking the store. Any later try looks first (an upload again would only repeat the work).
+        first_try = bool(delivery.headers.get(NEW_DOSSIER_HEADER)) and not delivery.redelivered and delivery.attempt == 0
         stored = []
         for attachment in unique.values():
-            item = store_attachment(self.source, self.store, dossier.madonvi, dossier.mahoso, attachment, part_size=self.part_size)
+            item = store_attachment(self.source, self.store, dossier.madonvi, dossier.mahoso, attachment,
+                                    part_size=self.part_size, look_first=not first_try)
             stored.append(item)
         self._record_stored(dossier)
         observability.DOSSIERS.labels("downloader").inc()
@@ -52,6 +57,7 @@ class DownloadHandler:
         # Informational (for `dongbo status`); the indexer's commit is what counts.
         try:
             with self.engine.begin() as connection:
+                sync_state.informational(connection)
                 sync_state.record_status(connection, [dossier.mahoso], sync_state.STORED)
         except Exception as exc:
             log.warning("dossier %s: could not record its stored state: %s", dossier.mahoso, exc,

@@ -32,10 +32,14 @@ def store_attachment(
     attachment: Attachment,
     *,
     part_size: int | None = None,
+    look_first: bool = True,
 ) -> StoredFile:
-    """Stores one attachment (or finds it already stored identically) and describes the stored object."""
+    """Stores one attachment (or finds it already stored identically) and describes the stored object.
+
+    `look_first=False` skips the lookup of a stored copy, for a file that cannot have one yet.
+    """
     key = object_key(madonvi, mahoso, attachment)
-    existing = store.find_complete(key)
+    existing = store.find_complete(key) if look_first else None
     try:
         with source.open(attachment.url_file) as response:
             if existing is not None and _same_file(existing, response):

@@ -8,12 +8,13 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
+from threading import Event
 from typing import Iterable, Iterator
 
 from sqlalchemy.engine import Engine
 
 from shared.broker.outcome import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, SERVICE_HEADER, ATTEMPTS_HEADER
-from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, Publisher, properties
+from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, NEW_DOSSIER_HEADER, Publisher, properties
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db import sync_state
 from shared.messages import DossierFetched
@@ -31,6 +32,7 @@ class PollResult:
     seen: int = 0
     published: int = 0
     invalid: int = 0
+    complete: bool = True  # False when the poll was stopped before the end of the answer
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -40,9 +42,15 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topology: Topology, madonvi: str, *,
-              inflight_timeout: timedelta, tungay: date | None = None, denngay: date | None = None) -> PollResult:
+              inflight_timeout: timedelta, tungay: date | None = None, denngay: date | None = None,
+              stopping: Event | None = None) -> PollResult:
     result = PollResult()
     for chunk in _chunks(client.fetch_dossiers(madonvi, tungay, denngay), CHUNK):
+        if stopping is not None and stopping.is_set():
+            # An answer may take minutes to read; what is left is read again by the next poll.
+            result.complete = False
+            log.info("unit %s: poll stopped after %d dossiers", madonvi, result.seen, extra={"madonvi": madonvi})
+            return result
         valid = {item.mahoso: item for item in chunk if isinstance(item, Dossier)}  # a repeated mahoso counts once
         invalid = [item for item in chunk if isinstance(item, InvalidDossier)]
         result.seen += len(valid) + len(invalid)
@@ -53,8 +61,10 @@ def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topol
         chosen = []
         for dossier in valid.values():
             digest = source_hash(dossier)
-            if should_publish(states.get(dossier.mahoso), digest, now, inflight_timeout, resend_synced):
-                publisher.send(topology.queue(DOWNLOAD), DossierFetched.of(dossier))
+            state = states.get(dossier.mahoso)
+            if should_publish(state, digest, now, inflight_timeout, resend_synced):
+                headers = {NEW_DOSSIER_HEADER: True} if state is None else None
+                publisher.send(topology.queue(DOWNLOAD), DossierFetched.of(dossier), headers)
                 chosen.append((dossier.mahoso, dossier.madonvi, digest))
         publisher.confirm_all()  # one wait for the whole chunk, before it is recorded as handed on
         with engine.begin() as connection:

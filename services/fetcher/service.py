@@ -34,6 +34,7 @@ class Fetcher:
         self.stopping = threading.Event()
         self.connected = False
         self.last_turn = time.time()
+        self.polled_all = False  # the last round reached the end of every unit's answer without an error
 
     def health(self) -> tuple[bool, str]:
         # A poll of a big unit may take long; it turns the loop once per chunk of dossiers.
@@ -42,7 +43,8 @@ class Fetcher:
     def stop(self) -> None:
         self.stopping.set()
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Returns the exit status: with `once`, 1 unless every unit was polled to the end."""
         backoff = 0.5
         while not self.stopping.is_set():
             try:
@@ -68,6 +70,10 @@ class Fetcher:
             if self.once:
                 break
         self.client.close()
+        if self.once and not self.polled_all:
+            log.error("fetcher: the poll did not complete (see the errors above)")
+            return 1
+        return 0
 
     def _poll_forever(self, connection, publisher: Publisher) -> None:
         while not self.stopping.is_set():
@@ -81,13 +87,18 @@ class Fetcher:
                 self.last_turn = time.time()
 
     def poll_all(self, publisher: Publisher) -> None:
+        self.polled_all = False
+        complete = True
         for madonvi in self.settings.units:
             if self.stopping.is_set():
                 return
             try:
-                poll_unit(self.client, publisher, self.engine, self.topology, madonvi,
-                          inflight_timeout=timedelta(seconds=self.settings.inflight_timeout))
-                POLLS.labels(madonvi, "ok").inc()
+                result = poll_unit(self.client, publisher, self.engine, self.topology, madonvi,
+                                   inflight_timeout=timedelta(seconds=self.settings.inflight_timeout),
+                                   stopping=self.stopping)
+                complete = complete and result.complete
+                if result.complete:
+                    POLLS.labels(madonvi, "ok").inc()
                 self.reporter.progress()
             except CONNECTION_ERRORS:
                 raise
@@ -96,8 +107,11 @@ class Fetcher:
                 level = logging.ERROR if isinstance(exc, PermanentError) else logging.WARNING
                 log.log(level, "unit %s: poll failed (%s): %s", madonvi, exc.reason, exc, extra={"madonvi": madonvi})
                 self.reporter.error(f"{madonvi}: {exc.reason}: {exc}")
+                complete = False
             except Exception as exc:  # the outermost loop: log with traceback, keep polling the other units
                 POLLS.labels(madonvi, "unexpected").inc()
                 log.exception("unit %s: poll failed unexpectedly", madonvi, extra={"madonvi": madonvi})
                 self.reporter.error(f"{madonvi}: unexpected: {exc}")
+                complete = False
             self.last_turn = time.time()
+        self.polled_all = complete

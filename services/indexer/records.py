@@ -30,9 +30,10 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
         "mathutuc": d.mathutuc, "tenthutuc": d.tenthutuc, "file_count": len(d.files), "state": "indexed",
         "fetched_at": d.fetched_at, "indexed_at": at,
     } for d in dossiers]
-    stmt = insert_for(connection, ho_so).values(rows)
+    # Statements executed with a list of rows are compiled once and cached (executemany).
+    stmt = insert_for(connection, ho_so)
     updated = {name: stmt.excluded[name] for name in rows[0] if name not in ("mahoso", "state")}
-    connection.execute(stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated))
+    connection.execute(stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated), rows)
 
     ids = dict(connection.execute(select(ho_so.c.mahoso, ho_so.c.id).where(ho_so.c.mahoso.in_([d.mahoso for d in dossiers]))).all())
     files = [{
@@ -47,7 +48,7 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
         stale = stale.where(tuple_(tai_lieu.c.ho_so_id, tai_lieu.c.object_key).not_in(keep))
     connection.execute(stale)
     if files:
-        stmt = insert_for(connection, tai_lieu).values(files)
+        stmt = insert_for(connection, tai_lieu)
         updated = {name: stmt.excluded[name] for name in files[0] if name != "object_key"}
-        connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=updated))
+        connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=updated), files)
     sync_state.record_status(connection, [d.mahoso for d in dossiers], sync_state.INDEXED)

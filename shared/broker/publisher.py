@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 ATTEMPT_HEADER = "x-dongbo-attempt"
 MAHOSO_HEADER = "x-dongbo-mahoso"
 MADONVI_HEADER = "x-dongbo-madonvi"
+# Set by the fetcher on a dossier it never handed on before: none of its files can be in the bucket yet,
+# so the downloader's first try need not ask the object store about each one.
+NEW_DOSSIER_HEADER = "x-dongbo-new-dossier"
 
 
 class PublishRefused(pika.exceptions.AMQPChannelError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy
@@ -29,8 +28,11 @@ def make_engine(url: str) -> Engine:
             engine = sqlalchemy.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
+        # prepare_threshold=None: no server-side prepared statements. psycopg prepares a statement after
+        # its fifth run, and PostgreSQL may then keep a generic plan made before the table had
+        # statistics (a sequential scan of sync_state, re-run for every chunk of a large first poll).
         return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                                        connect_args={"connect_timeout": 10})
+                                        connect_args={"connect_timeout": 10, "prepare_threshold": None})
     except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"DONGBO_DATABASE_URL: {exc}") from None
 
@@ -60,18 +62,28 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-@lru_cache(maxsize=None)
+# The newest migration's revision. Services compare the database with this constant instead of loading
+# alembic (about 10 MB and 0.2 s per process); a test keeps it equal to the migrations' head.
+HEAD_REVISION = "0001"
+
+
 def head_revision() -> str:
+    return HEAD_REVISION
+
+
+def migrations_head() -> str:
+    """The head as alembic reads it from the migration scripts."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at (None when it was never migrated)."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not sqlalchemy.inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
 def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> None:

@@ -30,6 +30,16 @@ def insert_for(connection: Connection, target):
     return dialect.insert(target)
 
 
+def informational(connection: Connection) -> None:
+    """This transaction records progress that is not relied on: its commit need not wait for the disk.
+
+    A crash of the database server may lose the last such writes (never corrupt them); what counts is
+    written by the stage that owns it, with a normal commit. On PostgreSQL only.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def load(connection: Connection, mahosos: Sequence[str]) -> dict[str, dict]:
     """The current state of these dossiers, by `mahoso` (missing ones are new)."""
     if not mahosos:
@@ -48,7 +58,9 @@ def record_published(connection: Connection, dossiers: Iterable[tuple[str, str, 
     ]
     if not rows:
         return
-    stmt = insert_for(connection, table).values(rows)
+    # Executed with a list of rows (executemany), so the statement is compiled once and cached, not
+    # built anew with thousands of parameters for every chunk.
+    stmt = insert_for(connection, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["mahoso"],
         set_={
@@ -61,7 +73,7 @@ def record_published(connection: Connection, dossiers: Iterable[tuple[str, str, 
             "updated_at": stmt.excluded.updated_at,
         },
     )
-    connection.execute(stmt)
+    connection.execute(stmt, rows)
 
 
 def record_failed_input(connection: Connection, mahoso: str, madonvi: str, source_hash: str, reason: str, error: str) -> None:
