@@ -29,6 +29,8 @@ class Result:
     rss_mb: dict[str, dict] = field(default_factory=dict)  # service -> {"sum_of_peaks", "max_peak", "processes"}
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds (user + system) per process group
     stages_s: dict[str, float] = field(default_factory=dict)  # pipeline: when each stage finished, from start
+    retries: int | None = None  # pipeline: deliveries sent to a retry queue (a fault, not the happy path)
+    dead_letters: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property

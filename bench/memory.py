@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ def fetcher_probe(stack: Stack, dossiers: int, files: int, timeout: float) -> di
                 process.wait()
             wall = time.monotonic() - started
         output = log_path.read_text(errors="replace")
+        shutil.rmtree(pipeline.log_dir, ignore_errors=True)
         if complete and (process.returncode != 0 or "handed on" not in output):
             raise RuntimeError(f"the fetcher probe failed (exit {process.returncode}):\n{output[-3000:]}")
         handed_on = queue_depths(world.stack.rabbit_url, [f"{world.queue_prefix}.download"])[f"{world.queue_prefix}.download"]

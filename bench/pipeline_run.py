@@ -4,6 +4,8 @@ the simulator holds is marked synced."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,8 @@ from bench.stack import World
 # - the fetcher polls once at start and not again during the run (a later poll would only re-read
 #   dossiers already in flight);
 # - the acker flushes a batch after 0.5 s instead of 2 s, so the tail of the run is not a timer.
+RETRY = re.compile(r"; retry \d+ via ")
+
 BENCH_ENV = {
     "DONGBO_POLL_INTERVAL": "3600",
     "DONGBO_ACK_BATCH_SECONDS": "0.5",
@@ -75,10 +79,18 @@ def run_pipeline(world: World, link: str, workload: str, *, workers: int, thread
         pipeline.stop_all()
     synced, _pending = world.synced_count()
     cpu.update(cpu_others)
-    return Result(link=link, workload=workload, method="pipeline", workers=workers, threads=workers * threads_per_worker,
-                  dossiers=corpus.dossiers, files=len(corpus.files), bytes=corpus.bytes, wall_s=wall, synced=synced,
-                  startup_s=_startup(pipeline, started_wall), rss_mb=rss, cpu_s=cpu,
-                  stages_s=_stages(pipeline, started_wall))
+    lines = [line["message"] for process in pipeline.processes for line in _lines(process)]
+    result = Result(link=link, workload=workload, method="pipeline", workers=workers, threads=workers * threads_per_worker,
+                    dossiers=corpus.dossiers, files=len(corpus.files), bytes=corpus.bytes, wall_s=wall, synced=synced,
+                    startup_s=_startup(pipeline, started_wall), rss_mb=rss, cpu_s=cpu,
+                    stages_s=_stages(pipeline, started_wall),
+                    retries=sum(1 for text in lines if RETRY.search(text)),
+                    dead_letters=sum(1 for text in lines if "dead-lettered" in text))
+    if result.retries or result.dead_letters:
+        result.notes.append(f"{result.retries} retries and {result.dead_letters} dead letters; logs kept in {pipeline.log_dir}")
+    else:
+        shutil.rmtree(pipeline.log_dir, ignore_errors=True)
+    return result
 
 
 def _lines(process) -> list[dict]:

@@ -206,8 +206,8 @@ def targets_table(checks: list[dict]) -> str:
 def stages_table(results: list[Result]) -> str:
     """Where a pipeline run's time went: start-up, and when each stage finished its last dossier."""
     lines = ["| link | workload | workers × threads | wall s | start-up s | after start-up s | fetcher done | first file | downloads done | indexed | acked "
-             "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL |",
-             "|" + "---|" * 19]
+             "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL | retries / dead letters |",
+             "|" + "---|" * 20]
     for r in results:
         if r.method != "pipeline":
             continue
@@ -217,7 +217,8 @@ def stages_table(results: list[Result]) -> str:
         lines.append(f"| {r.link} | {r.workload} | {_shape(r)} | {r.wall_s:.1f} | {startup} | {after} "
                      f"| {get(s, 'fetcher_last')} | {get(s, 'downloader_first')} | {get(s, 'downloader_last')} "
                      f"| {get(s, 'indexer_last')} | {get(s, 'acker_last')} | {get(c, 'fetcher')} | {get(c, 'downloader')} "
-                     f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} | {get(c, 'rabbitmq')} | {get(c, 'postgresql')} |")
+                     f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} | {get(c, 'rabbitmq')} | {get(c, 'postgresql')} "
+                     f"| {r.retries if r.retries is not None else '–'} / {r.dead_letters if r.dead_letters is not None else '–'} |")
     return "\n".join(lines)
 
 
