@@ -10,12 +10,12 @@ from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.broker.publisher import NEW_DOSSIER_HEADER
 from shared.broker.topology import INDEX
-from shared.db import sync_state
 from shared.errors import TooManyFiles
 from shared.http_fetch import FileSource
 from shared.keys import object_key
 from shared.messages import DossierFetched, DossierStored
 from shared.storage import ObjectStore
+from services.downloader.progress import StoredRecorder
 from services.downloader.transfer import store_attachment
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class DownloadHandler:
     def __init__(self, source: FileSource, store: ObjectStore, engine: Engine, *, part_size: int, max_files: int):
         self.source = source
         self.store = store
-        self.engine = engine
+        self.stored = StoredRecorder(engine)
         self.part_size = part_size
         self.max_files = max_files
 
@@ -43,7 +43,7 @@ class DownloadHandler:
             item = store_attachment(self.source, self.store, dossier.madonvi, dossier.mahoso, attachment,
                                     part_size=self.part_size, look_first=not first_try)
             stored.append(item)
-        self._record_stored(dossier)
+        self.stored.add(dossier.mahoso)
         observability.DOSSIERS.labels("downloader").inc()
         log.info("dossier %s: %d files stored", dossier.mahoso, len(stored),
                  extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})
@@ -52,13 +52,3 @@ class DownloadHandler:
             ngaynhan=dossier.ngaynhan, mathutuc=dossier.mathutuc, tenthutuc=dossier.tenthutuc,
             files=stored, fetched_at=dossier.fetched_at,
         ))])
-
-    def _record_stored(self, dossier: DossierFetched) -> None:
-        # Informational (for `dongbo status`); the indexer's commit is what counts.
-        try:
-            with self.engine.begin() as connection:
-                sync_state.informational(connection)
-                sync_state.record_status(connection, [dossier.mahoso], sync_state.STORED)
-        except Exception as exc:
-            log.warning("dossier %s: could not record its stored state: %s", dossier.mahoso, exc,
-                        extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})

@@ -91,8 +91,17 @@ def record_failed_input(connection: Connection, mahoso: str, madonvi: str, sourc
     connection.execute(stmt)
 
 
+# The states a dossier may move to each state from. A dossier only moves forward (a late write of an
+# earlier stage never undoes a later one); a new version of it starts again at queued (record_published).
+MOVES_FROM = {
+    STORED: (QUEUED, FAILED),
+    INDEXED: (QUEUED, STORED, FAILED, INDEXED),
+    SYNCED: STATUSES,
+}
+
+
 def record_status(connection: Connection, mahosos: Sequence[str], status: str) -> None:
-    """Moves dossiers forward; a dossier never moves back from synced."""
+    """Moves dossiers forward to `status`."""
     if not mahosos:
         return
     at = now()
@@ -101,7 +110,7 @@ def record_status(connection: Connection, mahosos: Sequence[str], status: str) -
         values["synced_at"] = at
     stmt = update(table).where(table.c.mahoso.in_(list(mahosos)))
     if status != SYNCED:
-        stmt = stmt.where(table.c.status != SYNCED)
+        stmt = stmt.where(table.c.status.in_(MOVES_FROM[status]))
     connection.execute(stmt.values(**values))
 
 
