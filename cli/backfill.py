@@ -133,7 +133,7 @@ class WindowStore:
     """The `backfill_window` table: which windows of which unit are finished."""
 
     def __init__(self, settings):
-        from shared.db.engine import current_revision, head_revision, make_engine
+        from shared.db.engine import current_revision, make_engine, schema_problem
 
         self.url = settings.database_url.get_secret_value()
         self.engine = make_engine(self.url)
@@ -142,10 +142,9 @@ class WindowStore:
         except Exception as exc:
             self.engine.dispose()
             raise ConfigError(f"DONGBO_DATABASE_URL: cannot read {redact_url(self.url)}: {one_line(exc)}") from None
-        if revision != head_revision():
+        if problem := schema_problem(revision):
             self.engine.dispose()
-            raise ConfigError(f"DONGBO_DATABASE_URL: the schema is at revision {revision or 'none'}, "
-                              f"expected {head_revision()}; run: dongbo db upgrade")
+            raise ConfigError(f"DONGBO_DATABASE_URL: {problem}")
 
     @property
     def table(self):

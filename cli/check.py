@@ -135,9 +135,8 @@ def check_database(settings, engine) -> str:
 
 
 def check_migrations(engine) -> str:
-    from shared.db.engine import current_revision, head_revision
+    from shared.db.engine import HEAD_REVISION, current_revision, schema_problem
 
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        raise RuntimeError(f"the schema is at revision {current or 'none'}, expected {head}; run: dongbo db upgrade")
-    return f"schema at revision {head} (the newest)"
+    if problem := schema_problem(current_revision(engine)):
+        raise RuntimeError(problem)
+    return f"schema at revision {HEAD_REVISION} (the newest)"

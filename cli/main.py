@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from shared.db.engine import current_revision, head_revision, make_engine, upgrade
+    from shared.db.engine import HEAD_REVISION, current_revision, make_engine, upgrade
     from shared.errors import ConfigError
     from shared.settings import load_settings
 
@@ -73,7 +73,7 @@ def _db(args: argparse.Namespace) -> int:
         url = settings.database_url.get_secret_value()
         if args.db_command == "upgrade":
             upgrade(url)
-            print(f"database schema at revision {head_revision()}")
+            print(f"database schema at revision {HEAD_REVISION}")
         else:
             print(current_revision(make_engine(url)) or "empty (run: dongbo db upgrade)")
     except ConfigError as exc:

@@ -62,15 +62,13 @@ def _iso(value: datetime | None) -> str | None:
 def read_database(settings, now: datetime, report: dict) -> None:
     from sqlalchemy import func, select
 
-    from shared.db.engine import current_revision, head_revision, make_engine
+    from shared.db.engine import current_revision, make_engine, schema_problem
     from shared.db.models import HoSo, ServiceStatus, SyncState, TaiLieu
 
     engine = make_engine(settings.database_url.get_secret_value())
     try:
-        revision = current_revision(engine)
-        if revision != head_revision():
-            raise RuntimeError(f"the schema is at revision {revision or 'none'}, expected {head_revision()}; "
-                               "run: dongbo db upgrade")
+        if problem := schema_problem(current_revision(engine)):
+            raise RuntimeError(problem)
         state, ho_so, tai_lieu, status = (SyncState.__table__, HoSo.__table__, TaiLieu.__table__,
                                           ServiceStatus.__table__)
         with engine.connect() as connection:

@@ -67,8 +67,11 @@ def upgrade(url: str, revision: str = "head") -> None:
 HEAD_REVISION = "0001"
 
 
-def head_revision() -> str:
-    return HEAD_REVISION
+def schema_problem(revision: str | None) -> str | None:
+    """What is wrong with a database at `revision`, with the command that fixes it; None when it is current."""
+    if revision == HEAD_REVISION:
+        return None
+    return f"the schema is at revision {revision or 'none'}, expected {HEAD_REVISION}; run: dongbo db upgrade"
 
 
 def migrations_head() -> str:
@@ -108,6 +111,5 @@ def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> N
             log.warning("%s: database not answering (%s); retrying in %.0fs", what, str(exc.orig or exc).splitlines()[0], delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
-    if revision != head_revision():
-        raise ConfigError(f"DONGBO_DATABASE_URL: the schema is at revision {revision or 'none'}, "
-                          f"expected {head_revision()}; run: dongbo db upgrade")
+    if problem := schema_problem(revision):
+        raise ConfigError(f"DONGBO_DATABASE_URL: {problem}")
