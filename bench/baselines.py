@@ -10,7 +10,7 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import requests
 import sqlalchemy
@@ -73,7 +73,7 @@ def sequential_script(api_url: str, units: list[str], *, username: str, password
                 content_type = response.headers.get("Content-Type", "application/octet-stream")
                 minio.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
                 stored.append((attachment, key, len(data), hashlib.sha256(data).hexdigest(), content_type))
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             day, month, year = (int(part) for part in dossier["ngaynhan"].split("/"))
             with engine.begin() as db:
                 ho_so_id = db.execute(sqlalchemy.text(

@@ -77,7 +77,7 @@ class RssSampler:
             self._since[pid] = time.monotonic()
         self._sample_one(pid, service, process)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -215,7 +215,7 @@ class DatabaseCpu:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="db-cpu", daemon=True)
 
-    def __enter__(self) -> "DatabaseCpu":
+    def __enter__(self) -> DatabaseCpu:
         if self.name:
             self._thread.start()
         return self

@@ -12,8 +12,8 @@ from bench.measure import RssSampler
 from bench.pipeline_run import BENCH_ENV, run_pipeline
 from bench.stack import Stack, fresh_world
 from bench.workloads import LINKS, Workload
-from tests.pipeline import queue_depths
-from tests.services import ROOT
+from harness.pipeline import queue_depths
+from harness.services import ROOT
 
 FETCHER_LIMIT_MB = 100
 DOWNLOADER_LIMIT_MB = 150

@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.measure import Result
@@ -56,7 +56,7 @@ def _server_versions() -> dict:
     try:
         import sqlalchemy
 
-        from tests.services import pg_admin_url
+        from harness.services import pg_admin_url
 
         engine = sqlalchemy.create_engine(pg_admin_url())
         with engine.connect() as connection:
@@ -65,7 +65,7 @@ def _server_versions() -> dict:
     except Exception as exc:
         versions["postgresql"] = f"unknown ({type(exc).__name__})"
     try:
-        from tests.services import _weed_binary
+        from harness.services import _weed_binary
 
         out = subprocess.run([_weed_binary(), "version"], capture_output=True, text=True, timeout=30).stdout
         versions["s3"] = "SeaweedFS " + (out.split()[2] if len(out.split()) > 2 else out.strip())
@@ -236,7 +236,7 @@ def write_json(path: Path, *, started: datetime, info: dict, settings: dict, res
     document = {
         "schema": 1,
         "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]]),
         "machine": info,
         "settings": settings,

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -162,7 +162,7 @@ def plan(args) -> list[tuple[str, Link, Workload, tuple[int, int]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     out = args.out or RESULTS_DIR / f"{started:%Y%m%dT%H%M%SZ}.json"
     info = report.machine()
     log(f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, Python {info['python']}, "

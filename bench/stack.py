@@ -13,17 +13,17 @@ import contextlib
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pika
 
+from bench.workloads import Corpus, Link, Workload
+from harness import services
+from harness.pipeline import Pipeline
+from harness.services import S3Server, Simulator
 from shared.broker.topology import Topology
 from shared.db.engine import upgrade
-from tests import services
-from tests.pipeline import Pipeline
-from tests.services import S3Server, Simulator
-from bench.workloads import Corpus, Link, Workload
 
 RETRY_DELAYS = "0.5,1,2"
 
@@ -34,7 +34,7 @@ class Stack:
     rabbit_url: str
 
     @classmethod
-    def start(cls) -> "Stack":
+    def start(cls) -> Stack:
         rabbit_url = services.amqp_url()
         s3 = services.start_s3()
         return cls(s3, rabbit_url)

@@ -82,7 +82,7 @@ class Corpus:
     listing: list[dict]
 
     @classmethod
-    def of(cls, sim_root: str) -> "Corpus":
+    def of(cls, sim_root: str) -> Corpus:
         listing = requests.get(sim_root + "/_sim/dossiers", timeout=600).json()
         expected = [d for d in listing if d["has_result"] and d["files"] and not d["poison"]]
         files = []
@@ -93,7 +93,7 @@ class Corpus:
                    bytes=sum(size for _, size, _ in files), listing=expected)
 
     @classmethod
-    def counted(cls, sim_root: str, workload: Workload) -> "Corpus":
+    def counted(cls, sim_root: str, workload: Workload) -> Corpus:
         """Counts only, without the per-file listing (for seeds too big to list)."""
         from services.onestop_sim.seed import unit_codes
 

@@ -14,7 +14,7 @@ import argparse
 import re
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from cli.common import one_line, operator_command, redact_url
 from shared.errors import ConfigError, DongboError
@@ -164,7 +164,7 @@ class WindowStore:
     def record(self, madonvi: str, window: tuple[date, date], dossiers: int) -> None:
         from shared.db.sync_state import insert_for
 
-        values = {"dossiers": dossiers, "finished_at": datetime.now(timezone.utc)}
+        values = {"dossiers": dossiers, "finished_at": datetime.now(UTC)}
         with self.engine.begin() as connection:
             stmt = insert_for(connection, self.table).values(madonvi=madonvi, tungay=window[0], denngay=window[1], **values)
             connection.execute(stmt.on_conflict_do_update(index_elements=["madonvi", "tungay", "denngay"], set_=values))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from cli.common import one_line, operator_command, redact_url
 from shared.errors import ConfigError

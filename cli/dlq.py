@@ -1,7 +1,7 @@
 """`dongbo dlq list | show | replay | purge`: the dead-letter queues of the three stages.
 
 This module parses the arguments, connects, and says what happened; reading and settling the dead letters
-is `cli.dead_letters`.
+is `shared.broker.dead_letters`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import argparse
 import json
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from cli.common import one_line, operator_command, redact_url, table
-from cli.dead_letters import REFRESH_AFTER, DeadLetter, Selection, purge, replay, scan
+from shared.broker.dead_letters import REFRESH_AFTER, DeadLetter, Selection, purge, replay, scan
 from shared.broker.topology import WORK_QUEUES, Topology
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cli.common import one_line, operator_command, redact_url, table
 from shared.logs import redact
@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
 
 def show_status(settings, args: argparse.Namespace) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report: dict = {"generated_at": now.isoformat(timespec="seconds"), "units": {}, "queues": {}, "services": [],
                     "last_poll_at": None, "last_poll_seconds_ago": None, "totals": {}, "errors": []}
     try:
@@ -51,7 +51,7 @@ def show_status(settings, args: argparse.Namespace) -> int:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite hands back naive UTC datetimes
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -6,7 +6,7 @@ dossier (`mahoso`) and unit (`madonvi`) so that logs, dead letters and replays c
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Message(BaseModel):
@@ -63,7 +63,7 @@ class DossierFetched(DossierMessage):
     fetched_at: datetime = Field(default_factory=utcnow)
 
     @classmethod
-    def of(cls, dossier: Dossier) -> "DossierFetched":
+    def of(cls, dossier: Dossier) -> DossierFetched:
         return cls(
             mahoso=dossier.mahoso,
             madonvi=dossier.madonvi,

@@ -14,15 +14,16 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from shared import observability
-from shared.db.models import ServiceStatus
 from shared.db import sync_state
+from shared.db.models import ServiceStatus
 from shared.db.sync_state import insert_for
 from shared.errors import ConfigError
 from shared.logs import add_secret, setup_logging
@@ -111,7 +112,7 @@ class StatusReporter:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def failure_recorder(engine: Engine, service: str, reporter: StatusReporter):

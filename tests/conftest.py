@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests import services
+from harness import services
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,13 @@ import pika
 import pytest
 import requests
 
+from harness import services
+from harness.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from harness.services import wait_for
+from harness.tcpproxy import TcpProxy
 from shared.broker.outcome import REASON_HEADER
 from shared.broker.publisher import MAHOSO_HEADER
 from shared.broker.topology import WORK_QUEUES, Topology
-from tests.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
-from tests import services
-from tests.services import wait_for
-from tests.tcpproxy import TcpProxy
 from tests.test_pipeline_e2e import check_archive
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from shared.content_type import DOCX, ODT, OLE2, PPTX, XLSX, ZIP, detect, expected_type, sniff
+from services.downloader.content_type import DOCX, ODT, OLE2, PPTX, XLSX, ZIP, detect, expected_type, sniff
 
 
 def office_zip(*names: str, odf_type: str | None = None) -> bytes:

@@ -12,6 +12,9 @@ import time
 import pika
 import pytest
 
+from harness.pipeline import Pipeline, database_rows, queue_depths, sim_dossiers
+from harness.services import ROOT, wait_for
+from harness.tcpproxy import TcpProxy
 from shared.broker.connection import connect
 from shared.broker.consumer import Consumer, one_at_a_time
 from shared.broker.outcome import REASON_HEADER
@@ -20,9 +23,6 @@ from shared.broker.topology import DOWNLOAD, INDEX, Topology
 from shared.errors import FileNotFound
 from shared.messages import DossierFetched
 from shared.onestop.models import Dossier
-from tests.pipeline import Pipeline, database_rows, queue_depths, sim_dossiers
-from tests.services import ROOT, wait_for
-from tests.tcpproxy import TcpProxy
 
 DELAYS = (0.5, 1.0, 2.0)
 
@@ -217,8 +217,8 @@ def test_a_bad_setting_stops_a_service_with_one_line_naming_it(env, setting, tmp
 
 @pytest.mark.slow
 def test_a_replay_after_the_cause_is_fixed_brings_everything_in(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+    from harness.pipeline import expected_dossiers, wait_until_synced
     from tests.test_pipeline_e2e import check_archive
-    from tests.pipeline import expected_dossiers, wait_until_synced
 
     sim = simulator_factory("--seed", "9", "--units", "1", "--dossiers", "30", "--files-per-dossier", "1",
                             "--file-size", "2000-60000")

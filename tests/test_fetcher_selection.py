@@ -1,10 +1,10 @@
 """Which dossiers of a poll the fetcher hands on."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from services.fetcher.selection import should_publish
 
-NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 TIMEOUT = timedelta(hours=1)
 
 

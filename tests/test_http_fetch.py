@@ -8,6 +8,9 @@ import time
 
 import pytest
 
+from harness.fileserver import FileServer
+from harness.services import free_port
+from services.downloader.http_fetch import FileSource
 from shared.errors import (
     FileNotFound,
     FileRefused,
@@ -19,9 +22,6 @@ from shared.errors import (
     TransientError,
     TruncatedBody,
 )
-from shared.http_fetch import FileSource
-from tests.fileserver import FileServer
-from tests.services import free_port
 
 LIMIT = 256 * 1024
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 100

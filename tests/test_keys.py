@@ -7,8 +7,8 @@ import unicodedata
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.keys import SEGMENT_BYTES, object_key, slug
 from shared.onestop.models import Attachment
+from shared.storage.keys import SEGMENT_BYTES, object_key, slug
 
 UNIT = "000.00.17.H55"
 DOSSIER = "000.00.17.H55-200917-0013"

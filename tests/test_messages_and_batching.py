@@ -8,19 +8,19 @@ from datetime import date
 import pytest
 import requests
 
+from harness.pipeline import sim_dossiers
+from harness.services import wait_for
+from services.acker.handler import AckHandler
 from shared.broker.connection import connect
 from shared.broker.consumer import Consumer
 from shared.broker.outcome import DeadLetter, Delivery, Done, Retry, decide
 from shared.broker.publisher import Publisher
-from shared.broker.topology import ACK, DOWNLOAD, Topology
+from shared.broker.topology import DOWNLOAD, Topology
 from shared.db.engine import make_engine, upgrade
 from shared.errors import FileNotFound, OneStopUnavailable, PoisonMessage
 from shared.messages import DossierFetched, DossierIndexed, DossierStored
 from shared.onestop import OneStopClient
 from shared.onestop.models import Dossier
-from services.acker.handler import AckHandler
-from tests.pipeline import sim_dossiers
-from tests.services import wait_for
 
 DOSSIER = Dossier.model_validate({
     "mahoso": "000.00.17.H55-200917-0013", "madonvi": "000.00.17.H55", "tentochuccanhan": "Nguyễn Văn A",

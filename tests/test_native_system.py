@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.pipeline import Pipeline, expected_dossiers, sim_dossiers
-from tests.services import ROOT, free_port, wait_for
+from harness.pipeline import Pipeline, expected_dossiers, sim_dossiers
+from harness.services import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 

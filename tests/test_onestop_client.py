@@ -11,7 +11,13 @@ import pytest
 import requests
 
 from shared.errors import (
-    ConfigError, LoginFailed, MarkSyncedRejected, OneStopError, OneStopRefused, OneStopUnavailable, ResponseTooLarge,
+    ConfigError,
+    LoginFailed,
+    MarkSyncedRejected,
+    OneStopError,
+    OneStopRefused,
+    OneStopUnavailable,
+    ResponseTooLarge,
     TransientError,
 )
 from shared.onestop import DocumentType, Dossier, InvalidDossier, OneStopClient
@@ -327,7 +333,7 @@ def test_a_hanging_server_hits_the_read_timeout(simulator_factory, make_client):
 
 
 def test_a_server_that_is_not_there(make_client):
-    from tests.services import free_port
+    from harness.services import free_port
 
     class Nowhere:
         api_url = f"http://127.0.0.1:{free_port()}/thainguyen/general/api/"

@@ -7,19 +7,25 @@ import json
 import time
 import tracemalloc
 import unicodedata
+from collections.abc import Iterator
 from datetime import date
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import (
-    DongboError, MalformedResponse, OneStopError, OneStopUnavailable, ResponseTooLarge, TokenExpired, TransientError,
+    DongboError,
+    MalformedResponse,
+    OneStopError,
+    OneStopUnavailable,
+    ResponseTooLarge,
+    TokenExpired,
+    TransientError,
     TruncatedBody,
 )
 from shared.onestop import Dossier, InvalidDossier, parse_dossiers
-from shared.onestop.bodies import status_ok
+from shared.onestop.response_bodies import status_ok
 
 UNIT = "000.00.17.H55"
 

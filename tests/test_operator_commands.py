@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pika
 import pytest
@@ -19,14 +19,20 @@ import requests
 import sqlalchemy
 
 from cli.main import main
-from shared.broker.outcome import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, REASON_HEADER,
-                                   SERVICE_HEADER)
+from harness.pipeline import queue_depths, sim_dossiers
+from harness.services import ROOT, free_port, wait_for
+from shared.broker.outcome import (
+    ATTEMPTS_HEADER,
+    ERROR_HEADER,
+    FAILED_AT_HEADER,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    SERVICE_HEADER,
+)
 from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER, properties
 from shared.broker.topology import Topology
 from shared.db.engine import upgrade
 from shared.messages import DossierFetched
-from tests.pipeline import queue_depths, sim_dossiers
-from tests.services import ROOT, free_port, wait_for
 
 DELAYS = "0.5,1,2"
 FAILURE_HEADERS = (REASON_HEADER, ERROR_HEADER, SERVICE_HEADER, ATTEMPTS_HEADER, QUEUE_HEADER, FAILED_AT_HEADER)
@@ -246,7 +252,7 @@ def test_dlq_says_in_one_line_when_the_broker_is_unreachable(settings_env, monke
 def fill_database(pg_url: str) -> None:
     """U1: 2 queued, 1 stored, 1 indexed, 3 synced, 1 failed; U2: 1 synced. Files in ho_so/tai_lieu."""
     upgrade(pg_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     states = [("U1", "queued", 2), ("U1", "queued", 1), ("U1", "stored", 0.5), ("U1", "indexed", 0.5),
               ("U1", "synced", 5), ("U1", "synced", 5), ("U1", "synced", 5), ("U1", "failed", 9), ("U2", "synced", 1)]
     engine = sqlalchemy.create_engine(pg_url)
@@ -458,7 +464,7 @@ def test_the_services_schema_check_agrees_with_the_migrations(pg_url):
     from shared.db.engine import HEAD_REVISION, current_revision, make_engine, migrations_head, wait_for_schema
     from shared.errors import ConfigError
 
-    assert HEAD_REVISION == migrations_head()
+    assert migrations_head() == HEAD_REVISION
     engine = make_engine(pg_url)
     assert current_revision(engine) is None
     with pytest.raises(ConfigError, match="dongbo db upgrade"):

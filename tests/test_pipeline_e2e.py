@@ -10,9 +10,9 @@ from collections import Counter
 
 import pytest
 
+from harness.pipeline import Pipeline, database_rows, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from harness.services import wait_for
 from shared.broker.topology import Topology
-from tests.pipeline import Pipeline, database_rows, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
-from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.services import ROOT
+from harness.services import ROOT
 
 
 def readme_block(marker: str) -> str:

@@ -1,6 +1,6 @@
 """The one-stop simulator over real HTTP on loopback: the documented exchange, the designed APIs, the
 attachments, every fault option, and its state across restarts. No mocks: each test starts the
-simulator's own command line as a process (tests/services.py) and talks to it.
+simulator's own command line as a process (harness/services.py) and talks to it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 
-from tests.services import wait_for
+from harness.services import wait_for
 
 UNIT = "000.00.17.H55"
 USER = {"username": "admin_sotaichinh", "password": "1"}

@@ -10,7 +10,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.services import start_simulator
+from harness.services import start_simulator
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,21 @@ import hashlib
 import logging
 import random
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio import Minio
 from minio.error import S3Error
 
+from harness.fileserver import FileServer
+from harness.services import free_port, wait_for
+from services.downloader.http_fetch import FileSource
 from services.downloader.transfer import store_attachment
 from shared.errors import FileNotFound, FileTooLarge, StorageUnavailable, TruncatedBody
-from shared.http_fetch import FileSource
-from shared.keys import object_key
 from shared.onestop.models import Attachment
 from shared.settings import load_settings
 from shared.storage import LIFECYCLE_RULE_ID, ObjectStore
-from tests.fileserver import FileServer
-from tests.services import free_port, wait_for
+from shared.storage.keys import object_key
 
 MiB = 1024**2
 PART = 5 * MiB
@@ -91,7 +91,7 @@ def test_a_second_call_skips_the_file_already_stored(server, source, store, monk
     first = store_attachment(source, store, UNIT, DOSSIER, attachment(url), part_size=PART)
     before = store.client.stat_object(store.bucket, first.object_key)
     # Let the clock pass the store's one-second resolution, so a second upload would show.
-    wait_for(lambda: datetime.now(timezone.utc) >= before.last_modified + timedelta(seconds=1.1), timeout=3)
+    wait_for(lambda: datetime.now(UTC) >= before.last_modified + timedelta(seconds=1.1), timeout=3)
 
     puts = []
     real_put = store.put_stream

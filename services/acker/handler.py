@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy.exc
 from sqlalchemy import update
@@ -57,7 +57,7 @@ class AckHandler:
         return results
 
     def _record_synced(self, mahosos: list[str]) -> None:
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         try:
             with self.engine.begin() as connection:
                 connection.execute(update(ho_so).where(ho_so.c.mahoso.in_(mahosos)).values(state="synced", synced_at=at))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from services.acker.handler import AckHandler
 from shared.broker.consumer import Consumer
 from shared.broker.topology import ACK, Topology
 from shared.db.engine import make_engine, wait_for_schema
 from shared.onestop import OneStopClient
 from shared.service import StatusReporter, failure_recorder
 from shared.settings import Settings
-from services.acker.handler import AckHandler
 
 
 def build(settings: Settings) -> Consumer:

@@ -6,17 +6,17 @@ import logging
 
 from sqlalchemy.engine import Engine
 
+from services.downloader.http_fetch import FileSource
+from services.downloader.progress import StoredRecorder
+from services.downloader.transfer import store_attachment
 from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.broker.publisher import NEW_DOSSIER_HEADER
 from shared.broker.topology import INDEX
 from shared.errors import TooManyFiles
-from shared.http_fetch import FileSource
-from shared.keys import object_key
 from shared.messages import DossierFetched, DossierStored
 from shared.storage import ObjectStore
-from services.downloader.progress import StoredRecorder
-from services.downloader.transfer import store_attachment
+from shared.storage.keys import object_key
 
 log = logging.getLogger(__name__)
 

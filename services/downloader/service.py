@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from services.downloader.handler import DownloadHandler
+from services.downloader.http_fetch import FileSource
 from shared.broker.consumer import Consumer, one_at_a_time
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db.engine import make_engine, wait_for_schema
-from shared.http_fetch import FileSource
 from shared.service import StatusReporter, failure_recorder, wait_until_ready
 from shared.settings import Settings
 from shared.storage import ObjectStore
-from services.downloader.handler import DownloadHandler
 
 
 def build(settings: Settings) -> Consumer:

@@ -12,14 +12,14 @@ import itertools
 import logging
 from urllib.parse import quote
 
+from services.downloader.content_type import detect
+from services.downloader.http_fetch import CHUNK_SIZE, FileResponse, FileSource
 from shared import observability
-from shared.content_type import detect
 from shared.errors import FileNotFound, IntegrityError, TruncatedBody
-from shared.http_fetch import CHUNK_SIZE, FileResponse, FileSource
-from shared.keys import object_key
 from shared.messages import StoredFile, utcnow
 from shared.onestop.models import Attachment
 from shared.storage import ObjectStore, StoredObject
+from shared.storage.keys import object_key
 
 log = logging.getLogger(__name__)
 

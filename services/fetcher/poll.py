@@ -5,22 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
 from threading import Event
-from typing import Iterable, Iterator
 
 from sqlalchemy.engine import Engine
 
-from shared.broker.outcome import ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, SERVICE_HEADER, ATTEMPTS_HEADER
+from services.fetcher.selection import should_publish, source_hash
+from shared.broker.outcome import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, SERVICE_HEADER
 from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, NEW_DOSSIER_HEADER, Publisher, properties
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db import sync_state
 from shared.messages import DossierFetched
 from shared.onestop import InvalidDossier, OneStopClient
 from shared.onestop.models import Dossier
-from services.fetcher.selection import should_publish, source_hash
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+from services.fetcher.poll import poll_unit
 from shared.broker.connection import CONNECTION_ERRORS, connect
 from shared.broker.publisher import Publisher
 from shared.broker.topology import Topology
@@ -16,7 +17,6 @@ from shared.observability import POLLS, health_of
 from shared.onestop import OneStopClient
 from shared.service import StatusReporter
 from shared.settings import Settings
-from services.fetcher.poll import poll_unit
 
 log = logging.getLogger(__name__)
 

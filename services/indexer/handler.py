@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
+from services.indexer.records import write_dossiers
 from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.broker.topology import ACK
 from shared.errors import DatabaseUnavailable
 from shared.messages import DossierIndexed, DossierStored
-from services.indexer.records import write_dossiers
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class IndexHandler:
             if results[i] is None:
                 results[i] = Done([(ACK, DossierIndexed(mahoso=dossier.mahoso, madonvi=dossier.madonvi))])
                 if dossier.fetched_at:
-                    lag = (datetime.now(timezone.utc) - dossier.fetched_at).total_seconds()
+                    lag = (datetime.now(UTC) - dossier.fetched_at).total_seconds()
                     observability.QUEUE_LAG.labels("indexer").observe(max(lag, 0.0))
         observability.DOSSIERS.labels("indexer").inc(len(latest))
         return results

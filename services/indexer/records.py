@@ -6,8 +6,8 @@ transaction covers a whole batch of dossiers, so a batch costs one commit, not o
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.engine import Connection
@@ -24,7 +24,7 @@ tai_lieu = TaiLieu.__table__
 def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) -> None:
     if not dossiers:
         return
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     rows = [{
         "mahoso": d.mahoso, "madonvi": d.madonvi, "tentochuccanhan": d.tentochuccanhan, "ngaynhan": d.ngaynhan,
         "mathutuc": d.mathutuc, "tenthutuc": d.tenthutuc, "file_count": len(d.files), "state": "indexed",

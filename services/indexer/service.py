@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from services.indexer.handler import IndexHandler
 from shared.broker.consumer import Consumer
 from shared.broker.topology import INDEX, Topology
 from shared.db.engine import make_engine, wait_for_schema
 from shared.service import StatusReporter, failure_recorder
 from shared.settings import Settings
-from services.indexer.handler import IndexHandler
 
 
 def build(settings: Settings) -> Consumer:

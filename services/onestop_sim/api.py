@@ -14,8 +14,17 @@ from pydantic import TypeAdapter, ValidationError
 from services.onestop_sim.context import sim_of
 from services.onestop_sim.errors import API_PREFIX, BAD_LOGIN, SERVER_ERROR, VendorError
 from services.onestop_sim.faults import roll
-from services.onestop_sim.models import (MAX_MARKS, DossierCode, Dossier, ErrorBody, LoginRequest, LoginResponse,
-                                         MarkRequest, StatusBody, SyncRequest)
+from services.onestop_sim.models import (
+    MAX_MARKS,
+    Dossier,
+    DossierCode,
+    ErrorBody,
+    LoginRequest,
+    LoginResponse,
+    MarkRequest,
+    StatusBody,
+    SyncRequest,
+)
 from services.onestop_sim.render import outer_of, sync_chunks
 from services.onestop_sim.streaming import StreamBody
 from services.onestop_sim.tokens import require_token

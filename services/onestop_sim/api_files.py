@@ -17,8 +17,17 @@ from services.onestop_sim import attachments, vocab
 from services.onestop_sim.api import STATUS_ERRORS, UPDATED
 from services.onestop_sim.context import Sim, sim_of
 from services.onestop_sim.errors import API_PREFIX, VendorError
-from services.onestop_sim.models import (MAX_UPLOAD, CatalogRequest, DocumentType, ErrorBody, FileDeleteRequest,
-                                         FileMarkRequest, FileReplaceRequest, FileReplaceResponse, StatusBody)
+from services.onestop_sim.models import (
+    MAX_UPLOAD,
+    CatalogRequest,
+    DocumentType,
+    ErrorBody,
+    FileDeleteRequest,
+    FileMarkRequest,
+    FileReplaceRequest,
+    FileReplaceResponse,
+    StatusBody,
+)
 from services.onestop_sim.state import transaction
 from services.onestop_sim.tokens import require_token
 

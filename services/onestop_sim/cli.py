@@ -13,7 +13,7 @@ import uvicorn
 from services.onestop_sim.app import create_app
 from services.onestop_sim.context import Sim, SimConfig
 from services.onestop_sim.counters import Counters
-from services.onestop_sim.faults import ERROR_ENDPOINTS, SHAPES, FaultState, Faults, parse_error_rate
+from services.onestop_sim.faults import ERROR_ENDPOINTS, SHAPES, Faults, FaultState, parse_error_rate
 from services.onestop_sim.seed import SeedParams, seed
 from services.onestop_sim.state import Store
 from services.onestop_sim.streaming import INCOMPLETE_MESSAGE

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import random
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 CHUNK = 64 * 1024
 POOL_SIZE = 1 << 20

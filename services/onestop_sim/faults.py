@@ -49,7 +49,7 @@ class Faults:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def merged(self, changes: dict) -> "Faults":
+    def merged(self, changes: dict) -> Faults:
         """A copy with `changes` applied; `error_rate` merges per endpoint. Raises ValueError if invalid."""
         if not isinstance(changes, dict):
             raise ValueError("faults must be a JSON object")

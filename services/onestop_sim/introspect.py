@@ -7,7 +7,7 @@ first need and kept in the state file, since hashing every byte of a large seed 
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import anyio
 from fastapi import APIRouter, Request

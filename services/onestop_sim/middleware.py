@@ -13,7 +13,7 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.onestop_sim.attachments import FILES_PREFIX
-from services.onestop_sim.errors import API_PREFIX, SERVER_ERROR, STATUS_SHAPED, error_body, endpoint_of
+from services.onestop_sim.errors import API_PREFIX, SERVER_ERROR, STATUS_SHAPED, endpoint_of, error_body
 from services.onestop_sim.faults import FaultState, roll
 
 

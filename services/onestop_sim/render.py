@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 from services.onestop_sim.attachments import url_file
 from services.onestop_sim.state import Store

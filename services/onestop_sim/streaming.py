@@ -9,7 +9,7 @@ like to the client. (uvicorn logs that as an error; `cli.py` filters that one li
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 import anyio
 from starlette.responses import Response

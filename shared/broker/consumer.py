@@ -18,12 +18,11 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Sequence
 
 from shared.broker.connection import CONNECTION_ERRORS, connect
 from shared.broker.outcome import (
-    DeadLetter,
     Decision,
     Delivery,
     Done,

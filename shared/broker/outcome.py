@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import is_permanent, reason_of
@@ -87,7 +87,7 @@ def dead_letter_headers(delivery: Delivery, decision: DeadLetter, service: str, 
         SERVICE_HEADER: service,
         ATTEMPTS_HEADER: delivery.attempt + 1,
         QUEUE_HEADER: queue,
-        FAILED_AT_HEADER: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        FAILED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
     })
     return headers
 

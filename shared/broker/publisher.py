@@ -20,7 +20,8 @@ itself does. It is used only from the thread that owns the connection.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pika
 import pika.exceptions

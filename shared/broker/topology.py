@@ -35,7 +35,7 @@ class Topology:
     delivery_limit: int = 20
 
     @classmethod
-    def from_settings(cls, settings) -> "Topology":
+    def from_settings(cls, settings) -> Topology:
         return cls(settings.queue_prefix, tuple(settings.retry_delay_seconds), settings.delivery_limit)
 
     def queue(self, stage: str) -> str:

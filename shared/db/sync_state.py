@@ -5,8 +5,8 @@ Every write here is an upsert keyed on `mahoso`, so running it twice leaves the 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,7 +21,7 @@ table = SyncState.__table__
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def insert_for(connection: Connection, target):

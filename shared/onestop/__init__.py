@@ -2,7 +2,7 @@
 
 from shared.onestop.client import OneStopClient
 from shared.onestop.models import Attachment, DocumentType, Dossier, InvalidDossier, format_vn_date, parse_vn_date
-from shared.onestop.parse import parse_dossiers
+from shared.onestop.sync_response import parse_dossiers
 
 __all__ = [
     "Attachment",

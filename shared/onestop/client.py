@@ -1,6 +1,6 @@
 """The client of the one-stop system's API: login, sync, mark synced, and APIs 5–8 of the work plan.
 
-Thread-safe: threads share one session token (see auth.py) and one connection pool. Every call has connect
+Thread-safe: threads share one session token (see session_token.py) and one connection pool. Every call has connect
 and read timeouts; faults that may heal are retried with back-off (retry.py); a refused token is renewed
 and the call that met it is tried once more. The password and the token never appear in a log line, an
 exception or a repr.
@@ -11,24 +11,31 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from datetime import date
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr, ValidationError
 
 from shared.errors import (
-    LoginFailed, MalformedResponse, MarkSyncedRejected, OneStopError, OneStopRefused, OneStopUnavailable, TokenExpired,
+    LoginFailed,
+    MalformedResponse,
+    MarkSyncedRejected,
+    OneStopError,
+    OneStopRefused,
+    OneStopUnavailable,
+    TokenExpired,
 )
-from shared.onestop.auth import TokenCache
-from shared.onestop.bodies import error_of, exception_for, list_in, status_ok, token_in
-from shared.onestop.items import describe, plain
+from shared.onestop.dossier_items import describe, plain
 from shared.onestop.models import DocumentType, Dossier, InvalidDossier
-from shared.onestop.parse import parse_dossiers
-from shared.onestop.payloads import mark_payloads, sync_payload
+from shared.onestop.request_bodies import mark_payloads, sync_payload
+from shared.onestop.response_bodies import error_of, exception_for, list_in, status_ok, token_in
 from shared.onestop.retry import RetryPolicy
+from shared.onestop.session_token import TokenCache
+from shared.onestop.sync_response import parse_dossiers
 from shared.onestop.transport import ResponseBody, Transport, new_session
 
 if TYPE_CHECKING:
@@ -75,7 +82,7 @@ class OneStopClient:
         self._tokens = TokenCache(self._login_once)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "OneStopClient":
+    def from_settings(cls, settings: Settings) -> OneStopClient:
         settings.require("onestop_url", "onestop_username", "onestop_password")
         return cls(
             settings.onestop_url, settings.onestop_username, settings.onestop_password,
@@ -89,7 +96,7 @@ class OneStopClient:
         shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never user:password@
         return f"OneStopClient(base_url={shown!r}, username={self.username!r})"
 
-    def __enter__(self) -> "OneStopClient":
+    def __enter__(self) -> OneStopClient:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from shared.errors import MalformedResponse, OneStopUnavailable, TruncatedBody
 
@@ -33,7 +33,7 @@ class Attempt:
         """From here on a fault is not retried: results were already handed out (a sync stream broke midway)."""
         self._final = True
 
-    def __enter__(self) -> "Attempt":
+    def __enter__(self) -> Attempt:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

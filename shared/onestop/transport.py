@@ -18,9 +18,16 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from shared.errors import DongboError, MalformedResponse, OneStopRefused, OneStopUnavailable, TokenExpired, TruncatedBody
-from shared.onestop.bodies import ErrorBody, error_of, short_text
-from shared.onestop.reader import BodyReader
+from shared.errors import (
+    DongboError,
+    MalformedResponse,
+    OneStopRefused,
+    OneStopUnavailable,
+    TokenExpired,
+    TruncatedBody,
+)
+from shared.onestop.body_reader import BodyReader
+from shared.onestop.response_bodies import ErrorBody, error_of, short_text
 
 USER_AGENT = "dongbo/0.1"
 ANSWER_LIMIT = 16 * 1024**2  # the answers other than the sync response are small

@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 
-from tests.services import free_port
+from harness.services import free_port
 
 
 class TcpProxy:
@@ -25,7 +25,7 @@ class TcpProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     @classmethod
-    def for_amqp(cls, amqp_url: str) -> "TcpProxy":
+    def for_amqp(cls, amqp_url: str) -> TcpProxy:
         hostport = amqp_url.partition("@")[2].partition("/")[0]
         host, _, port = hostport.partition(":")
         return cls(host, int(port or 5672))

@@ -1,6 +1,6 @@
 """The same servers from testcontainers, where a Docker engine answers and a local server does not.
 
-Used by tests/services.py only when the machine's own RabbitMQ / PostgreSQL are not answering, or when
+Used by harness/services.py only when the machine's own RabbitMQ / PostgreSQL are not answering, or when
 DONGBO_TEST_DOCKER=1 asks for containers; the tests run the same way against either.
 """
 
@@ -15,7 +15,7 @@ POSTGRES_IMAGE = os.environ.get("DONGBO_TEST_POSTGRES_IMAGE", "postgres:16")
 MINIO_IMAGE = os.environ.get("DONGBO_TEST_MINIO_IMAGE", "minio/minio:latest")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def docker_available() -> bool:
     try:
         import docker
@@ -36,7 +36,7 @@ def _start(container):
     return container
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rabbitmq():
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
@@ -51,7 +51,7 @@ def rabbitmq_url() -> str:
     return f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/%2F"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def postgres():
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs

@@ -11,8 +11,8 @@ import struct
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 Route = Callable[["Handler"], None]
@@ -20,7 +20,7 @@ Route = Callable[["Handler"], None]
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
-    server: "_Server"
+    server: _Server
 
     def setup(self):
         super().setup()
@@ -89,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    owner: "FileServer"
+    owner: FileServer
 
     def handle_error(self, request, client_address):
         # A client that drops a half-read connection resets it; that is the point of several tests.
@@ -111,7 +111,7 @@ class FileServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fileserver", daemon=True)
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self._thread.start()
         return self
 

@@ -4,7 +4,7 @@ An object counts as stored only when it carries the tag `sha256` (with `size`), 
 upload has been verified. An object without it — a crash between upload and verification, a source that
 changed mid-way — is simply uploaded again, so "is it stored?" never trusts a half-done write.
 
-A killed upload leaves its multipart parts behind, invisible and billed; `shared.storage_hygiene` cleans
+A killed upload leaves its multipart parts behind, invisible and billed; `shared.storage.hygiene` cleans
 them (a lifecycle rule set by `ensure_bucket`, and `abort_stale_uploads` when the downloader starts).
 """
 
@@ -13,19 +13,19 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterator
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import Tags
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
-from shared import storage_hygiene
 from shared.errors import DongboError, IntegrityError, StorageUnavailable, TruncatedBody
-from shared.storage_hygiene import LIFECYCLE_RULE_ID  # noqa: F401 - importable from here as before the split
+from shared.storage import hygiene
+from shared.storage.hygiene import LIFECYCLE_RULE_ID  # noqa: F401 - importable from here as before the split
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class ObjectStore:
         self.part_size = part_size
 
     @classmethod
-    def from_settings(cls, settings) -> "ObjectStore":
+    def from_settings(cls, settings) -> ObjectStore:
         # minio's own default pool, with our connect timeout: retries 5xx with back-off, reuses connections.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=settings.connect_timeout, read=max(settings.read_timeout, 300.0)),
@@ -164,7 +164,7 @@ class ObjectStore:
     def _ensure_lifecycle(self) -> None:
         """Sets the abort rule; a server without lifecycle support only warns."""
         try:
-            storage_hygiene.add_abort_rule(self.client, self.bucket)
+            hygiene.add_abort_rule(self.client, self.bucket)
         except (S3Error, ServerError, InvalidResponseError, ValueError) as exc:
             log.warning(
                 "bucket %s: could not set the lifecycle rule that aborts incomplete uploads (%s); "
@@ -174,7 +174,7 @@ class ObjectStore:
     def abort_stale_uploads(self, older_than: timedelta, prefix: str = "") -> int:
         """Aborts multipart uploads started more than `older_than` ago; returns how many."""
         with _storage_errors(f"bucket {self.bucket}"):
-            return storage_hygiene.abort_stale_uploads(self.client, self.bucket, older_than, prefix)
+            return hygiene.abort_stale_uploads(self.client, self.bucket, older_than, prefix)
 
     # -- objects ---------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 `url_file` comes from the one-stop system and is not trusted: it could point at the cloud metadata
 address, at an internal service, or at a 10 GB file. So every URL, and every redirect hop, must name a
-host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in `shared.url_policy`); bodies stream in chunks
+host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in `services.downloader.url_policy`); bodies stream in chunks
 with the size limit enforced as bytes arrive; and a body that ends early is an error, never a shorter file.
 """
 
@@ -11,14 +11,22 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from services.downloader.url_policy import (
+    HostPolicy,
+    Resolver,
+    literal_url,
+    normalize_host,  # noqa: F401 - importable from here as before the split
+    raw_host,
+    resolve,
+)
 from shared.errors import (
     FileNotFound,
     FileRefused,
@@ -28,8 +36,6 @@ from shared.errors import (
     RedirectLoop,
     TruncatedBody,
 )
-from shared.url_policy import HostPolicy, Resolver, literal_url, raw_host, resolve
-from shared.url_policy import normalize_host  # noqa: F401 - importable from here as before the split
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +147,7 @@ class FileSource:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings) -> "FileSource":
+    def from_settings(cls, settings) -> FileSource:
         return cls(
             allowed_hosts=settings.file_hosts,
             max_bytes=settings.max_file_bytes,

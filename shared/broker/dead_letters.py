@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from shared.broker.topology import Topology
 
@@ -101,8 +102,14 @@ def _keys_in_body(body: bytes) -> dict:
 
 
 def read(topology: Topology, stage: str, tag: int, props: pika.BasicProperties, body: bytes) -> DeadLetter:
-    from shared.broker.outcome import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, REASON_HEADER,
-                                       SERVICE_HEADER)
+    from shared.broker.outcome import (
+        ATTEMPTS_HEADER,
+        ERROR_HEADER,
+        FAILED_AT_HEADER,
+        QUEUE_HEADER,
+        REASON_HEADER,
+        SERVICE_HEADER,
+    )
     from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER
 
     headers = props.headers or {}
@@ -180,8 +187,14 @@ def replay_headers(letter: DeadLetter) -> dict:
 def refreshed_headers(letter: DeadLetter) -> dict:
     """A copy that keeps what `show` tells about the failure, in dongbo's own headers (the broker's
     x-death is its own record and is not to be trusted when a client republishes it)."""
-    from shared.broker.outcome import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, QUEUE_HEADER, REASON_HEADER,
-                                       SERVICE_HEADER)
+    from shared.broker.outcome import (
+        ATTEMPTS_HEADER,
+        ERROR_HEADER,
+        FAILED_AT_HEADER,
+        QUEUE_HEADER,
+        REASON_HEADER,
+        SERVICE_HEADER,
+    )
 
     headers = _without_broker_headers(letter.props.headers or {})
     headers.update({REASON_HEADER: letter.reason, ERROR_HEADER: letter.error, SERVICE_HEADER: letter.service,

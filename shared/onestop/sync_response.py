@@ -14,15 +14,16 @@ dossiers" must only ever mean that the one-stop system said so.
 from __future__ import annotations
 
 import logging
-from typing import Any, BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import ijson
 
 from shared.errors import MalformedResponse, TruncatedBody
-from shared.onestop.bodies import error_of, exception_for
-from shared.onestop.items import plain, to_dossier
+from shared.onestop.body_reader import BodyReader
+from shared.onestop.dossier_items import plain, to_dossier
 from shared.onestop.models import Dossier, InvalidDossier
-from shared.onestop.reader import BodyReader
+from shared.onestop.response_bodies import error_of, exception_for
 
 log = logging.getLogger(__name__)
 

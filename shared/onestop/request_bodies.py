@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import Iterator, Sequence
 
 from shared.onestop.models import format_vn_date
 

@@ -9,7 +9,7 @@ can lock the account.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from shared.errors import DongboError
 

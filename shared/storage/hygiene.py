@@ -8,7 +8,7 @@ client and a bucket and let minio's errors through; `ObjectStore` decides what a
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
@@ -45,7 +45,7 @@ def add_abort_rule(client: Minio, bucket: str) -> None:
 
 def abort_stale_uploads(client: Minio, bucket: str, older_than: timedelta, prefix: str = "") -> int:
     """Aborts multipart uploads started more than `older_than` ago; returns how many."""
-    cutoff = datetime.now(timezone.utc) - older_than
+    cutoff = datetime.now(UTC) - older_than
     aborted = 0
     key_marker: str | None = None
     upload_marker: str | None = None
@@ -58,7 +58,7 @@ def abort_stale_uploads(client: Minio, bucket: str, older_than: timedelta, prefi
             if started is None:
                 continue  # age unknown: it may be another worker's upload in flight
             if started.tzinfo is None:
-                started = started.replace(tzinfo=timezone.utc)
+                started = started.replace(tzinfo=UTC)
             if started <= cutoff:
                 client._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
                 aborted += 1

