@@ -76,23 +76,49 @@ def sequential_script(api_url: str, units: list[str], *, username: str, password
             now = datetime.now(UTC)
             day, month, year = (int(part) for part in dossier["ngaynhan"].split("/"))
             with engine.begin() as db:
-                ho_so_id = db.execute(sqlalchemy.text(
-                    "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, ngaynhan, mathutuc, tenthutuc, file_count, "
-                    "state, indexed_at, synced_at) VALUES (:mahoso, :madonvi, :ten, :ngay, :ma, :tt, :n, 'synced', :now, :now) "
-                    "RETURNING id"), {
-                    "mahoso": dossier["mahoso"], "madonvi": unit, "ten": dossier["tentochuccanhan"],
-                    "ngay": date(year, month, day), "ma": dossier["mathutuc"], "tt": dossier["tenthutuc"],
-                    "n": len(stored), "now": now}).scalar_one()
+                ho_so_id = db.execute(
+                    sqlalchemy.text(
+                        "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, ngaynhan, mathutuc, tenthutuc, file_count, "
+                        "state, indexed_at, synced_at) VALUES (:mahoso, :madonvi, :ten, :ngay, :ma, :tt, :n, 'synced', :now, :now) "
+                        "RETURNING id"
+                    ),
+                    {
+                        "mahoso": dossier["mahoso"],
+                        "madonvi": unit,
+                        "ten": dossier["tentochuccanhan"],
+                        "ngay": date(year, month, day),
+                        "ma": dossier["mathutuc"],
+                        "tt": dossier["tenthutuc"],
+                        "n": len(stored),
+                        "now": now,
+                    },
+                ).scalar_one()
                 for attachment, key, size, sha256, content_type in stored:
-                    db.execute(sqlalchemy.text(
-                        "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, "
-                        "size, sha256, content_type, content_type_mismatch, stored_at) VALUES (:id, :mahoso, :ma, :ten, "
-                        ":file, :url, :key, :size, :sha, :ct, false, :now)"), {
-                        "id": ho_so_id, "mahoso": dossier["mahoso"], "ma": attachment["matailieu"],
-                        "ten": attachment["tentailieu"], "file": attachment["ten_file"], "url": attachment["url_file"],
-                        "key": key, "size": size, "sha": sha256, "ct": content_type, "now": now})
-            answer = requests.post(api_url + "capnhattrangthaidongbo", headers=headers,
-                                   json={"madonvi": unit, "dataHoso": [{"mahoso": dossier["mahoso"]}]}).json()
+                    db.execute(
+                        sqlalchemy.text(
+                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, "
+                            "size, sha256, content_type, content_type_mismatch, stored_at) VALUES (:id, :mahoso, :ma, :ten, "
+                            ":file, :url, :key, :size, :sha, :ct, false, :now)"
+                        ),
+                        {
+                            "id": ho_so_id,
+                            "mahoso": dossier["mahoso"],
+                            "ma": attachment["matailieu"],
+                            "ten": attachment["tentailieu"],
+                            "file": attachment["ten_file"],
+                            "url": attachment["url_file"],
+                            "key": key,
+                            "size": size,
+                            "sha": sha256,
+                            "ct": content_type,
+                            "now": now,
+                        },
+                    )
+            answer = requests.post(
+                api_url + "capnhattrangthaidongbo",
+                headers=headers,
+                json={"madonvi": unit, "dataHoso": [{"mahoso": dossier["mahoso"]}]},
+            ).json()
             if answer.get("status") != 200:
                 raise RuntimeError(f"marking {dossier['mahoso']} synced failed: {answer}")
             done += 1

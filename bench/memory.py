@@ -47,15 +47,25 @@ def fetcher_probe(stack: Stack, dossiers: int, files: int, timeout: float) -> di
         shutil.rmtree(pipeline.log_dir, ignore_errors=True)
         if complete and (process.returncode != 0 or "handed on" not in output):
             raise RuntimeError(f"the fetcher probe failed (exit {process.returncode}):\n{output[-3000:]}")
-        handed_on = queue_depths(world.stack.rabbit_url, [f"{world.queue_prefix}.download"])[f"{world.queue_prefix}.download"]
+        handed_on = queue_depths(world.stack.rabbit_url, [f"{world.queue_prefix}.download"])[
+            f"{world.queue_prefix}.download"
+        ]
         peak = sampler.peak_of(process.pid) / 1e6
         read = _read_line(output)
         return {
-            "probe": "fetcher", "dossiers": dossiers, "files_per_dossier": files, "dossiers_in_response": pending,
-            "response_mb": round(read["bytes"] / 1e6, 1) if read else None, "complete": complete,
-            "handed_on": handed_on, "seed_and_start_s": round(seeded_s, 1),
-            "wall_s": round(wall, 1), "peak_rss_mb": round(peak, 1), "limit_mb": FETCHER_LIMIT_MB,
-            "ok": peak < FETCHER_LIMIT_MB, "dossiers_per_s": round(handed_on / wall, 1),
+            "probe": "fetcher",
+            "dossiers": dossiers,
+            "files_per_dossier": files,
+            "dossiers_in_response": pending,
+            "response_mb": round(read["bytes"] / 1e6, 1) if read else None,
+            "complete": complete,
+            "handed_on": handed_on,
+            "seed_and_start_s": round(seeded_s, 1),
+            "wall_s": round(wall, 1),
+            "peak_rss_mb": round(peak, 1),
+            "limit_mb": FETCHER_LIMIT_MB,
+            "ok": peak < FETCHER_LIMIT_MB,
+            "dossiers_per_s": round(handed_on / wall, 1),
             "rss_history_mb": sampler.history(process.pid, every=10.0),
         }
 
@@ -67,8 +77,14 @@ def downloader_probe(stack: Stack, size: int, timeout: float) -> dict:
         result = run_pipeline(world, "loopback", "downloader-probe", workers=1, threads_per_worker=4, timeout=timeout)
     peak = result.rss_mb["downloader"]["max_peak"]
     return {
-        "probe": "downloader", "file_bytes": size, "wall_s": round(result.wall_s, 1), "mb_per_s": round(result.mb_per_s, 1),
-        "peak_rss_mb": peak, "limit_mb": DOWNLOADER_LIMIT_MB, "ok": peak < DOWNLOADER_LIMIT_MB, "rss_mb": result.rss_mb,
+        "probe": "downloader",
+        "file_bytes": size,
+        "wall_s": round(result.wall_s, 1),
+        "mb_per_s": round(result.mb_per_s, 1),
+        "peak_rss_mb": peak,
+        "limit_mb": DOWNLOADER_LIMIT_MB,
+        "ok": peak < DOWNLOADER_LIMIT_MB,
+        "rss_mb": result.rss_mb,
     }
 
 

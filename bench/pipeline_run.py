@@ -34,8 +34,13 @@ def run_pipeline(world: World, link: str, workload: str, *, workers: int, thread
     """`profile_dir`: attach py-spy to every service process and write its samples there."""
     corpus = world.corpus
     pipeline = world.pipeline(**BENCH_ENV, DONGBO_DOWNLOAD_CONCURRENCY=str(threads_per_worker), **(extra_env or {}))
-    others = CpuDelta({"simulator": world.sim.process.pid, "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
-                       "rabbitmq": rabbitmq_pid(world.stack.rabbit_url)})
+    others = CpuDelta(
+        {
+            "simulator": world.sim.process.pid,
+            "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
+            "rabbitmq": rabbitmq_pid(world.stack.rabbit_url),
+        }
+    )
     with RssSampler() as sampler, DatabaseCpu(world.database_url) as database_cpu:
         started_wall = time.time()
         started = time.monotonic()
@@ -61,8 +66,9 @@ def run_pipeline(world: World, link: str, workload: str, *, workers: int, thread
             return pending == 0 and synced >= corpus.dossiers
 
         try:
-            ended = wait_until(all_synced, timeout=timeout, interval=0.2, check=check,
-                               what=f"{corpus.dossiers} dossiers marked synced")
+            ended = wait_until(
+                all_synced, timeout=timeout, interval=0.2, check=check, what=f"{corpus.dossiers} dossiers marked synced"
+            )
         except BaseException:
             print(pipeline.logs()[-6000:])
             if recorder:
@@ -80,14 +86,28 @@ def run_pipeline(world: World, link: str, workload: str, *, workers: int, thread
     synced, _pending = world.synced_count()
     cpu.update(cpu_others)
     lines = [line["message"] for process in pipeline.processes for line in _lines(process)]
-    result = Result(link=link, workload=workload, method="pipeline", workers=workers, threads=workers * threads_per_worker,
-                    dossiers=corpus.dossiers, files=len(corpus.files), bytes=corpus.bytes, wall_s=wall, synced=synced,
-                    startup_s=_startup(pipeline, started_wall), rss_mb=rss, cpu_s=cpu,
-                    stages_s=_stages(pipeline, started_wall),
-                    retries=sum(1 for text in lines if RETRY.search(text)),
-                    dead_letters=sum(1 for text in lines if "dead-lettered" in text))
+    result = Result(
+        link=link,
+        workload=workload,
+        method="pipeline",
+        workers=workers,
+        threads=workers * threads_per_worker,
+        dossiers=corpus.dossiers,
+        files=len(corpus.files),
+        bytes=corpus.bytes,
+        wall_s=wall,
+        synced=synced,
+        startup_s=_startup(pipeline, started_wall),
+        rss_mb=rss,
+        cpu_s=cpu,
+        stages_s=_stages(pipeline, started_wall),
+        retries=sum(1 for text in lines if RETRY.search(text)),
+        dead_letters=sum(1 for text in lines if "dead-lettered" in text),
+    )
     if result.retries or result.dead_letters:
-        result.notes.append(f"{result.retries} retries and {result.dead_letters} dead letters; logs kept in {pipeline.log_dir}")
+        result.notes.append(
+            f"{result.retries} retries and {result.dead_letters} dead letters; logs kept in {pipeline.log_dir}"
+        )
     else:
         shutil.rmtree(pipeline.log_dir, ignore_errors=True)
     return result
@@ -123,12 +143,19 @@ def _startup(pipeline, started_wall: float) -> float | None:
 def _stages(pipeline, started_wall: float) -> dict[str, float]:
     """When the fetcher had handed everything on, and when each stage handled its last dossier."""
     stages: dict[str, float] = {}
-    markers = {"fetcher": "handed on", "downloader": "files stored", "indexer": "indexed with", "acker": "marked synced"}
+    markers = {
+        "fetcher": "handed on",
+        "downloader": "files stored",
+        "indexer": "indexed with",
+        "acker": "marked synced",
+    }
     for process in pipeline.processes:
         marker = markers.get(process.name)
         times = [_at(line, started_wall) for line in _lines(process) if marker in line["message"]]
         if process.name == "fetcher":
-            starts = [_at(line, started_wall) for line in _lines(process) if line["message"].startswith("fetcher: starting")]
+            starts = [
+                _at(line, started_wall) for line in _lines(process) if line["message"].startswith("fetcher: starting")
+            ]
             if starts:
                 stages["fetcher_started"] = starts[0]
         if times:

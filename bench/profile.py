@@ -36,10 +36,26 @@ class Recorder:
         if not Path(self.binary).exists():
             raise RuntimeError("py-spy is not installed: pip install -e '.[dev]'")
         output = self.directory / f"{name}.folded"
-        self.processes.append(subprocess.Popen(
-            [self.binary, "record", "--pid", str(pid), "--rate", str(self.rate), "--format", "raw",
-             *(["--idle"] if self.idle else []), "--nonblocking", "--output", str(output)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    self.binary,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(self.rate),
+                    "--format",
+                    "raw",
+                    *(["--idle"] if self.idle else []),
+                    "--nonblocking",
+                    "--output",
+                    str(output),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def stop(self) -> None:
         for process in self.processes:
@@ -79,14 +95,19 @@ def summarize(path: Path, top: int = 25, skip_idle: bool = False) -> str:
 
 
 def _idle(frame: str) -> bool:
-    return any(word in frame for word in ("wait (threading", "poll (", "select (", "_worker (concurrent", "sleep", "readinto (socket"))
+    return any(
+        word in frame
+        for word in ("wait (threading", "poll (", "select (", "_worker (concurrent", "sleep", "readinto (socket")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description="Summarize py-spy folded stacks.")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--busy", action="store_true", help="leave out samples of threads waiting (poll, select, sleep, recv)")
+    p.add_argument(
+        "--busy", action="store_true", help="leave out samples of threads waiting (poll, select, sleep, recv)"
+    )
     args = p.parse_args(argv)
     for path in args.files:
         print(summarize(path, args.top, args.busy))

@@ -113,37 +113,70 @@ def targets(results: list[Result], memory: list[dict]) -> list[dict]:
             ratio = best.wall_s / plain.wall_s
             ratios = [(p.wall_s / plain_for(results, p).wall_s, p) for p in pipelines if plain_for(results, p)]
             best_ratio, most_even = min(ratios, key=lambda pair: pair[0])
-            checks.append({
-                "target": f"{workload}, {link}: fastest pipeline within {limit:g}× of the plain copy",
-                "value": round(ratio, 2), "limit": limit, "ok": ratio <= limit,
-                "detail": f"pipeline {_shape(best)} {best.wall_s:.1f}s vs plain copy {plain.threads} threads {plain.wall_s:.1f}s"
-                          + (f"; without the pipeline's {best.startup_s:.1f}s start-up: "
-                             f"{(best.wall_s - best.startup_s) / plain.wall_s:.2f}×" if best.startup_s is not None else "")
-                          + (f"; closest to its plain copy: {_shape(most_even)} at {best_ratio:.2f}×" if most_even is not best else "")
-                          + (f"; {best.dossiers_per_s:.1f} dossiers/s" if workload == "tiny" else ""),
-            })
+            checks.append(
+                {
+                    "target": f"{workload}, {link}: fastest pipeline within {limit:g}× of the plain copy",
+                    "value": round(ratio, 2),
+                    "limit": limit,
+                    "ok": ratio <= limit,
+                    "detail": f"pipeline {_shape(best)} {best.wall_s:.1f}s vs plain copy {plain.threads} threads {plain.wall_s:.1f}s"
+                    + (
+                        f"; without the pipeline's {best.startup_s:.1f}s start-up: "
+                        f"{(best.wall_s - best.startup_s) / plain.wall_s:.2f}×"
+                        if best.startup_s is not None
+                        else ""
+                    )
+                    + (
+                        f"; closest to its plain copy: {_shape(most_even)} at {best_ratio:.2f}×"
+                        if most_even is not best
+                        else ""
+                    )
+                    + (f"; {best.dossiers_per_s:.1f} dossiers/s" if workload == "tiny" else ""),
+                }
+            )
         sequential = next((r for r in group if r.method == "sequential"), None)
         if sequential and link == "wan" and workload == "standard":
             speedup = sequential.wall_s / best.wall_s
-            checks.append({
-                "target": f"{workload}, {link}: fastest pipeline at least {SEQUENTIAL_TARGET:g}× faster than the sequential script",
-                "value": round(speedup, 2), "limit": SEQUENTIAL_TARGET, "ok": speedup >= SEQUENTIAL_TARGET,
-                "detail": f"sequential {sequential.wall_s:.1f}s vs pipeline {_shape(best)} {best.wall_s:.1f}s",
-            })
+            checks.append(
+                {
+                    "target": f"{workload}, {link}: fastest pipeline at least {SEQUENTIAL_TARGET:g}× faster than the sequential script",
+                    "value": round(speedup, 2),
+                    "limit": SEQUENTIAL_TARGET,
+                    "ok": speedup >= SEQUENTIAL_TARGET,
+                    "detail": f"sequential {sequential.wall_s:.1f}s vs pipeline {_shape(best)} {best.wall_s:.1f}s",
+                }
+            )
     for probe in memory:
         if "error" in probe:
-            checks.append({"target": f"{probe['probe']} memory probe", "value": None, "limit": None, "ok": False,
-                           "detail": probe["error"]})
+            checks.append(
+                {
+                    "target": f"{probe['probe']} memory probe",
+                    "value": None,
+                    "limit": None,
+                    "ok": False,
+                    "detail": probe["error"],
+                }
+            )
             continue
         if probe["probe"] == "fetcher":
             what = f"fetcher reading a sync response of {probe['dossiers_in_response']} dossiers"
-            detail = (f"{probe['response_mb']:.0f} MB of JSON read in {probe['wall_s']:.0f}s" if probe["complete"] else
-                      f"PARTIAL: stopped after {probe['wall_s']:.0f}s with {probe['handed_on']} dossiers handed on")
+            detail = (
+                f"{probe['response_mb']:.0f} MB of JSON read in {probe['wall_s']:.0f}s"
+                if probe["complete"]
+                else f"PARTIAL: stopped after {probe['wall_s']:.0f}s with {probe['handed_on']} dossiers handed on"
+            )
         else:
             what = f"downloader storing a {probe['file_bytes'] / 1e9:.2f} GB file"
             detail = f"{probe['wall_s']:.0f}s"
-        checks.append({"target": f"{what}: peak RSS under {probe['limit_mb']} MB", "value": probe["peak_rss_mb"],
-                       "limit": probe["limit_mb"], "ok": probe["ok"], "detail": detail})
+        checks.append(
+            {
+                "target": f"{what}: peak RSS under {probe['limit_mb']} MB",
+                "value": probe["peak_rss_mb"],
+                "limit": probe["limit_mb"],
+                "ok": probe["ok"],
+                "detail": detail,
+            }
+        )
     return checks
 
 
@@ -161,22 +194,24 @@ def _rss(r: Result, service: str, both: bool = False) -> str:
 
 def table(results: list[Result]) -> str:
     """A Markdown table; one block per link and workload."""
-    head = ("| link | workload | method | workers × threads | dossiers | MB | wall s | dossiers/s | MB/s "
-            "| ÷ plain (same threads) | ÷ fastest plain | CPU s (all) | RSS MB fetcher | downloaders Σ (max) | indexer | acker |")
+    head = (
+        "| link | workload | method | workers × threads | dossiers | MB | wall s | dossiers/s | MB/s "
+        "| ÷ plain (same threads) | ÷ fastest plain | CPU s (all) | RSS MB fetcher | downloaders Σ (max) | indexer | acker |"
+    )
     rule = "|" + "---|" * (head.count("|") - 1)
     lines = [head, rule]
     for (link, workload), group in _group(results).items():
         for r in group:
             plain = plain_for(results, r) if r.method != "plain-copy" else None
             floor = floor_for(results, r)
-            shape = (_shape(r) if r.method == "pipeline"
-                     else "1 × 1" if r.method == "sequential" else f"– × {r.threads}")
+            shape = _shape(r) if r.method == "pipeline" else "1 × 1" if r.method == "sequential" else f"– × {r.threads}"
             lines.append(
                 f"| {link} | {workload} | {r.method} | {shape} | {r.dossiers} | {r.bytes / 1e6:.1f} | {r.wall_s:.1f} "
                 f"| {r.dossiers_per_s:.1f} | {r.mb_per_s:.1f} "
                 f"| {(f'{r.wall_s / plain.wall_s:.2f}×' if plain else '–')} "
                 f"| {(f'{r.wall_s / floor.wall_s:.2f}×' if floor else '–')} | {sum(r.cpu_s.values()):.0f} "
-                f"| {_rss(r, 'fetcher')} | {_rss(r, 'downloader', both=True)} | {_rss(r, 'indexer')} | {_rss(r, 'acker')} |")
+                f"| {_rss(r, 'fetcher')} | {_rss(r, 'downloader', both=True)} | {_rss(r, 'indexer')} | {_rss(r, 'acker')} |"
+            )
     return "\n".join(lines)
 
 
@@ -186,13 +221,20 @@ def memory_table(memory: list[dict]) -> str:
         if "error" in p:
             lines.append(f"| {p['probe']} | – | – | – | – | error: {p['error'][:120]} |")
         elif p["probe"] == "fetcher":
-            read = (f"{p['response_mb']:.0f} MB of JSON, all handed on ({p['dossiers_per_s']:.0f} dossiers/s)" if p["complete"]
-                    else f"PARTIAL: stopped after {p['handed_on']} handed on ({p['dossiers_per_s']:.0f} dossiers/s)")
-            lines.append(f"| fetcher `--once` | one sync response of {p['dossiers_in_response']} dossiers; {read} "
-                         f"| {p['wall_s']:.0f} | {p['peak_rss_mb']:.0f} | {p['limit_mb']} | {'yes' if p['ok'] else 'NO'} |")
+            read = (
+                f"{p['response_mb']:.0f} MB of JSON, all handed on ({p['dossiers_per_s']:.0f} dossiers/s)"
+                if p["complete"]
+                else f"PARTIAL: stopped after {p['handed_on']} handed on ({p['dossiers_per_s']:.0f} dossiers/s)"
+            )
+            lines.append(
+                f"| fetcher `--once` | one sync response of {p['dossiers_in_response']} dossiers; {read} "
+                f"| {p['wall_s']:.0f} | {p['peak_rss_mb']:.0f} | {p['limit_mb']} | {'yes' if p['ok'] else 'NO'} |"
+            )
         else:
-            lines.append(f"| downloader | one file of {p['file_bytes'] / 1e9:.2f} GB ({p['mb_per_s']:.0f} MB/s) "
-                         f"| {p['wall_s']:.0f} | {p['peak_rss_mb']:.0f} | {p['limit_mb']} | {'yes' if p['ok'] else 'NO'} |")
+            lines.append(
+                f"| downloader | one file of {p['file_bytes'] / 1e9:.2f} GB ({p['mb_per_s']:.0f} MB/s) "
+                f"| {p['wall_s']:.0f} | {p['peak_rss_mb']:.0f} | {p['limit_mb']} | {'yes' if p['ok'] else 'NO'} |"
+            )
     return "\n".join(lines)
 
 
@@ -205,20 +247,24 @@ def targets_table(checks: list[dict]) -> str:
 
 def stages_table(results: list[Result]) -> str:
     """Where a pipeline run's time went: start-up, and when each stage finished its last dossier."""
-    lines = ["| link | workload | workers × threads | wall s | start-up s | after start-up s | fetcher done | first file | downloads done | indexed | acked "
-             "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL | retries / dead letters |",
-             "|" + "---|" * 20]
+    lines = [
+        "| link | workload | workers × threads | wall s | start-up s | after start-up s | fetcher done | first file | downloads done | indexed | acked "
+        "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL | retries / dead letters |",
+        "|" + "---|" * 20,
+    ]
     for r in results:
         if r.method != "pipeline":
             continue
         s, c = r.stages_s, r.cpu_s
         startup = f"{r.startup_s:.1f}" if r.startup_s is not None else "–"
         after = f"{r.wall_s - r.startup_s:.1f}" if r.startup_s is not None else "–"
-        lines.append(f"| {r.link} | {r.workload} | {_shape(r)} | {r.wall_s:.1f} | {startup} | {after} "
-                     f"| {get(s, 'fetcher_last')} | {get(s, 'downloader_first')} | {get(s, 'downloader_last')} "
-                     f"| {get(s, 'indexer_last')} | {get(s, 'acker_last')} | {get(c, 'fetcher')} | {get(c, 'downloader')} "
-                     f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} | {get(c, 'rabbitmq')} | {get(c, 'postgresql')} "
-                     f"| {r.retries if r.retries is not None else '–'} / {r.dead_letters if r.dead_letters is not None else '–'} |")
+        lines.append(
+            f"| {r.link} | {r.workload} | {_shape(r)} | {r.wall_s:.1f} | {startup} | {after} "
+            f"| {get(s, 'fetcher_last')} | {get(s, 'downloader_first')} | {get(s, 'downloader_last')} "
+            f"| {get(s, 'indexer_last')} | {get(s, 'acker_last')} | {get(c, 'fetcher')} | {get(c, 'downloader')} "
+            f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} | {get(c, 'rabbitmq')} | {get(c, 'postgresql')} "
+            f"| {r.retries if r.retries is not None else '–'} / {r.dead_letters if r.dead_letters is not None else '–'} |"
+        )
     return "\n".join(lines)
 
 
@@ -230,8 +276,16 @@ def get(values: dict, key: str) -> str:
     return f"{values[key]:.1f}" if key in values else "–"
 
 
-def write_json(path: Path, *, started: datetime, info: dict, settings: dict, results: list[Result],
-               memory: list[dict], checks: list[dict]) -> None:
+def write_json(
+    path: Path,
+    *,
+    started: datetime,
+    info: dict,
+    settings: dict,
+    results: list[Result],
+    memory: list[dict],
+    checks: list[dict],
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "schema": 1,

@@ -71,9 +71,12 @@ class World:
 
 
 @contextlib.contextmanager
-def fresh_world(stack: Stack, workload: Workload, link: Link, *, database: bool, listing: bool = True) -> Iterator[World]:
-    sim = services.start_simulator(*workload.sim_args(), *link.sim_args(),
-                                   state_dir=tempfile.mkdtemp(prefix="dongbo-bench-sim-"))
+def fresh_world(
+    stack: Stack, workload: Workload, link: Link, *, database: bool, listing: bool = True
+) -> Iterator[World]:
+    sim = services.start_simulator(
+        *workload.sim_args(), *link.sim_args(), state_dir=tempfile.mkdtemp(prefix="dongbo-bench-sim-")
+    )
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     try:

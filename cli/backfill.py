@@ -174,8 +174,9 @@ class WindowStore:
 
         t = self.table
         with self.engine.begin() as connection:
-            return connection.execute(delete(t).where(t.c.madonvi == madonvi, t.c.denngay >= start,
-                                                      t.c.tungay <= end)).rowcount
+            return connection.execute(
+                delete(t).where(t.c.madonvi == madonvi, t.c.denngay >= start, t.c.tungay <= end)
+            ).rowcount
 
     def close(self) -> None:
         self.engine.dispose()
@@ -227,14 +228,20 @@ class Backfill:
                     connection.process_data_events(0)  # heartbeats, between two long calls
         except KeyboardInterrupt:
             self.progress.end_line()
-            print(f"dongbo backfill: interrupted at {current}; {self.progress.done} windows finished are kept; "
-                  "run the same command again to resume", file=sys.stderr)
+            print(
+                f"dongbo backfill: interrupted at {current}; {self.progress.done} windows finished are kept; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
             return 130
         except (DongboError, SQLAlchemyError, *CONNECTION_ERRORS) as exc:
             self.progress.end_line()
             reason = f" ({exc.reason})" if isinstance(exc, DongboError) else ""
-            print(f"dongbo backfill: {current} failed{reason}: {one_line(exc)}; the {self.progress.done} windows "
-                  "finished are kept; run the same command again to resume", file=sys.stderr)
+            print(
+                f"dongbo backfill: {current} failed{reason}: {one_line(exc)}; the {self.progress.done} windows "
+                "finished are kept; run the same command again to resume",
+                file=sys.stderr,
+            )
             return 1
         finally:
             client.close()
@@ -242,8 +249,10 @@ class Backfill:
                 connection.close()
         self.progress.end_line()
         p = self.progress
-        print(f"backfill done in {time.monotonic() - started:.1f}s: {p.total} windows ({self.skipped} finished earlier), "
-              f"{p.dossiers} dossiers returned, {p.handed_on} handed on, {self.invalid} malformed")
+        print(
+            f"backfill done in {time.monotonic() - started:.1f}s: {p.total} windows ({self.skipped} finished earlier), "
+            f"{p.dossiers} dossiers returned, {p.handed_on} handed on, {self.invalid} malformed"
+        )
         return 0
 
     def pull(self, client, publisher, topology, unit: str, window: tuple[date, date]) -> None:
@@ -251,9 +260,16 @@ class Backfill:
 
         # The first window does not reach before --from: nothing earlier was asked for.
         query_from = max(self.plan[0][0], window[0] - timedelta(days=self.args.overlap_days))
-        result = poll_unit(client, publisher, self.store.engine, topology, unit,
-                           inflight_timeout=timedelta(seconds=self.settings.inflight_timeout),
-                           tungay=query_from, denngay=window[1])
+        result = poll_unit(
+            client,
+            publisher,
+            self.store.engine,
+            topology,
+            unit,
+            inflight_timeout=timedelta(seconds=self.settings.inflight_timeout),
+            tungay=query_from,
+            denngay=window[1],
+        )
         self.store.record(unit, window, result.seen)
         self.progress.dossiers += result.seen
         self.progress.handed_on += result.published

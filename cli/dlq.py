@@ -140,10 +140,21 @@ class Listing:
                   for s in stages}
         reasons = sum(queues.values(), Counter())
         if self.args.json:
-            print(json.dumps({
-                "queues": {q: {"messages": sum(c.values()), "reasons": dict(c.most_common())} for q, c in queues.items()},
-                "reasons": dict(reasons.most_common()), "units": dict(self.units.most_common()), "total": self.matched,
-            }, indent=2, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "queues": {
+                            q: {"messages": sum(c.values()), "reasons": dict(c.most_common())}
+                            for q, c in queues.items()
+                        },
+                        "reasons": dict(reasons.most_common()),
+                        "units": dict(self.units.most_common()),
+                        "total": self.matched,
+                    },
+                    indent=2,
+                    ensure_ascii=False,
+                )
+            )
             return
         rows = []
         for queue, counts in queues.items():
@@ -177,9 +188,16 @@ class Showing(Listing):
 
 
 def _describe(letter: DeadLetter, with_body: bool) -> str:
-    fields = [("mahoso", letter.mahoso), ("madonvi", letter.madonvi), ("reason", letter.reason),
-              ("error", letter.error), ("service", letter.service), ("attempts", letter.attempts),
-              ("failed at", letter.failed_at), ("queue", letter.queue)]
+    fields = [
+        ("mahoso", letter.mahoso),
+        ("madonvi", letter.madonvi),
+        ("reason", letter.reason),
+        ("error", letter.error),
+        ("service", letter.service),
+        ("attempts", letter.attempts),
+        ("failed at", letter.failed_at),
+        ("queue", letter.queue),
+    ]
     if with_body:
         fields.append(("body", letter.body.decode("utf-8", errors="replace")))
     lines = [letter.dlq] + [f"  {name:<9}  {'-' if value in (None, '') else value}" for name, value in fields]
@@ -201,8 +219,10 @@ class Moving:
         self.matched += 1
         if self.args.dry_run:
             if not self.args.json:
-                print(f"would {self.action}: {letter.dlq}  mahoso={letter.mahoso or '-'}  "
-                      f"madonvi={letter.madonvi or '-'}  reason={letter.reason}")
+                print(
+                    f"would {self.action}: {letter.dlq}  mahoso={letter.mahoso or '-'}  "
+                    f"madonvi={letter.madonvi or '-'}  reason={letter.reason}"
+                )
         else:
             self.settle(letter)
             self.settled += 1
@@ -218,10 +238,18 @@ class Moving:
 
     def finish(self, stages) -> None:
         if self.args.json:
-            print(json.dumps({
-                "action": self.action, "dry_run": self.args.dry_run, "total": self.matched,
-                "queues": {self.topology.dead_letter_queue(s): self.summary(s) for s in stages},
-            }, indent=2, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "action": self.action,
+                        "dry_run": self.args.dry_run,
+                        "total": self.matched,
+                        "queues": {self.topology.dead_letter_queue(s): self.summary(s) for s in stages},
+                    },
+                    indent=2,
+                    ensure_ascii=False,
+                )
+            )
             return
         done = f"would {self.action}" if self.args.dry_run else self.past
         for stage in stages:
@@ -240,9 +268,11 @@ class Replaying(Moving):
         return {**super().summary(stage), "target": self.topology.queue(stage)}
 
     def interrupted(self) -> str:
-        return (f"after replaying {self.settled} messages; the others stay in their dead-letter queue. The message "
-                "being replayed at that moment may be both in its work queue and still in the dead-letter queue: "
-                "replaying it again is harmless")
+        return (
+            f"after replaying {self.settled} messages; the others stay in their dead-letter queue. The message "
+            "being replayed at that moment may be both in its work queue and still in the dead-letter queue: "
+            "replaying it again is harmless"
+        )
 
 
 class Purging(Moving):

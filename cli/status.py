@@ -80,12 +80,16 @@ def read_database(settings, now: datetime, report: dict) -> None:
                 select(ho_so.c.madonvi, func.count(tai_lieu.c.id), func.coalesce(func.sum(tai_lieu.c.size), 0))
                 .select_from(tai_lieu.join(ho_so, tai_lieu.c.ho_so_id == ho_so.c.id))
                 .group_by(ho_so.c.madonvi)).all()
-            instances = connection.execute(select(status).order_by(status.c.service, status.c.instance)).mappings().all()
+            instances = (
+                connection.execute(select(status).order_by(status.c.service, status.c.instance)).mappings().all()
+            )
     finally:
         engine.dispose()
     report["units"] = unit_numbers(settings.units, by_status, archived, files, now)
     report["services"] = [service_entry(row, now) for row in instances]
-    polls = [_aware(row["last_progress_at"]) for row in instances if row["service"] == "fetcher" and row["last_progress_at"]]
+    polls = [
+        _aware(row["last_progress_at"]) for row in instances if row["service"] == "fetcher" and row["last_progress_at"]
+    ]
     if polls:
         report["last_poll_at"] = _iso(max(polls))
         report["last_poll_seconds_ago"] = round((now - max(polls)).total_seconds(), 1)
@@ -95,8 +99,10 @@ def unit_numbers(configured, by_status, archived, files, now: datetime) -> dict:
     units: dict[str, dict] = {}
 
     def entry(madonvi: str) -> dict:
-        return units.setdefault(madonvi, {**{name: 0 for name in STAGES}, "oldest_unsynced_seconds": None,
-                                          "archived": 0, "files": 0, "bytes": 0})
+        return units.setdefault(
+            madonvi,
+            {**{name: 0 for name in STAGES}, "oldest_unsynced_seconds": None, "archived": 0, "files": 0, "bytes": 0},
+        )
 
     for madonvi in configured:
         entry(madonvi)
@@ -105,8 +111,13 @@ def unit_numbers(configured, by_status, archived, files, now: datetime) -> dict:
         numbers = entry(madonvi)
         numbers["seen"] += count
         # Each stage counts the dossiers that got at least that far.
-        for name, reached in (("queued", ("queued",)), ("stored", ("stored", "indexed", "synced")),
-                              ("indexed", ("indexed", "synced")), ("synced", ("synced",)), ("failed", ("failed",))):
+        for name, reached in (
+            ("queued", ("queued",)),
+            ("stored", ("stored", "indexed", "synced")),
+            ("indexed", ("indexed", "synced")),
+            ("synced", ("synced",)),
+            ("failed", ("failed",)),
+        ):
             if status in reached:
                 numbers[name] += count
         if status in IN_FLIGHT and first_seen is not None:
@@ -125,7 +136,9 @@ def service_entry(row, now: datetime) -> dict:
     last = _aware(row["last_progress_at"]) or _aware(row["started_at"])
     idle = (now - last).total_seconds() if last else None
     return {
-        "instance": row["instance"], "service": row["service"], "started_at": _iso(row["started_at"]),
+        "instance": row["instance"],
+        "service": row["service"],
+        "started_at": _iso(row["started_at"]),
         "last_progress_at": _iso(row["last_progress_at"]),
         "seconds_since_progress": None if idle is None else round(idle, 1),
         "stale": idle is None or idle > STALE_AFTER,
@@ -198,23 +211,44 @@ def age(seconds: float | None) -> str:
 def render(report: dict) -> str:
     parts = [f"error: {line}" for line in report["errors"]]
     columns = ["seen", "stored", "indexed", "synced", "failed"]
-    rows = [[unit] + [n[c] for c in columns] + [age(n["oldest_unsynced_seconds"]), n["files"]]
-            for unit, n in report["units"].items()]
+    rows = [
+        [unit] + [n[c] for c in columns] + [age(n["oldest_unsynced_seconds"]), n["files"]]
+        for unit, n in report["units"].items()
+    ]
     t = report["totals"]
     rows.append(["total"] + [t[c] for c in columns] + [age(t["oldest_unsynced_seconds"]), t["files"]])
-    parts.append(table(["UNIT", "SEEN", "STORED", "INDEXED", "SYNCED", "FAILED", "OLDEST UNSYNCED", "FILES"],
-                       rows, right=set(range(1, 8))))
+    parts.append(
+        table(
+            ["UNIT", "SEEN", "STORED", "INDEXED", "SYNCED", "FAILED", "OLDEST UNSYNCED", "FILES"],
+            rows,
+            right=set(range(1, 8)),
+        )
+    )
     if report["queues"]:
-        parts.append(table(["QUEUE", "MESSAGES"],
-                           [[name, "missing" if d is None else d] for name, d in report["queues"].items()], right={1}))
+        parts.append(
+            table(
+                ["QUEUE", "MESSAGES"],
+                [[name, "missing" if d is None else d] for name, d in report["queues"].items()],
+                right={1},
+            )
+        )
     if report["services"]:
-        rows = [[s["service"], s["instance"],
-                 age(s["seconds_since_progress"]) + " ago" + (" (stale)" if s["stale"] else ""),
-                 _error_line(s)] for s in report["services"]]
+        rows = [
+            [
+                s["service"],
+                s["instance"],
+                age(s["seconds_since_progress"]) + " ago" + (" (stale)" if s["stale"] else ""),
+                _error_line(s),
+            ]
+            for s in report["services"]
+        ]
         parts.append(table(["SERVICE", "INSTANCE", "LAST PROGRESS", "LAST ERROR"], rows))
     poll = report["last_poll_at"]
-    parts.append(f"last successful poll: {poll} ({age(report['last_poll_seconds_ago'])} ago)" if poll
-                 else "last successful poll: none recorded")
+    parts.append(
+        f"last successful poll: {poll} ({age(report['last_poll_seconds_ago'])} ago)"
+        if poll
+        else "last successful poll: none recorded"
+    )
     return "\n\n".join(parts)
 
 

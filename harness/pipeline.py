@@ -84,15 +84,22 @@ class Pipeline:
         result = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=self._environ(),
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"dongbo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"dongbo {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def start(self, service: str, *args: str, **env: str) -> ServiceProcess:
         index = sum(1 for p in self.processes if p.name == service)
         log_path = self.log_dir / f"{service}-{index}.log"
-        process = subprocess.Popen([sys.executable, "-m", f"services.{service}", *args], cwd=ROOT,
-                                   env=self._environ(**env), stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}", *args],
+            cwd=ROOT,
+            env=self._environ(**env),
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         started = ServiceProcess(service, process, log_path)
         self.processes.append(started)
         return started

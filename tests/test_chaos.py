@@ -54,10 +54,24 @@ def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
     return found
 
 
-def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+def test_nothing_lost_nothing_duplicated_under_chaos(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
     rng = random.Random(20201030)
-    sim = simulator_factory("--seed", "11", "--units", "3", "--dossiers", "200", "--files-per-dossier", "2",
-                            "--file-size", "200-40000", "--poison", "6")
+    sim = simulator_factory(
+        "--seed",
+        "11",
+        "--units",
+        "3",
+        "--dossiers",
+        "200",
+        "--files-per-dossier",
+        "2",
+        "--file-size",
+        "200-40000",
+        "--poison",
+        "6",
+    )
     expected = expected_dossiers(sim)
     poison = {d["mahoso"]: d["poison"] for d in sim_dossiers(sim) if d["poison"]}
     assert len(poison) == 6 and len(expected) >= 150
@@ -65,10 +79,21 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
 
     # The services reach RabbitMQ through a proxy that can cut every connection at once.
     proxy = TcpProxy.for_amqp(rabbit_url)
-    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=proxy.url(rabbit_url), pg_url=pg_url, s3=s3_server,
-                                  bucket=bucket, queue_prefix=queue_prefix, DONGBO_RETRY_DELAYS=DELAYS,
-                                  DONGBO_READ_TIMEOUT="2", DONGBO_CONNECT_TIMEOUT="2", DONGBO_HEARTBEAT="5",
-                                  DONGBO_HTTP_RETRIES="2", DONGBO_ACK_BATCH_SIZE="20")
+    pipeline = Pipeline.configure(
+        sim=sim,
+        units=units,
+        rabbit_url=proxy.url(rabbit_url),
+        pg_url=pg_url,
+        s3=s3_server,
+        bucket=bucket,
+        queue_prefix=queue_prefix,
+        DONGBO_RETRY_DELAYS=DELAYS,
+        DONGBO_READ_TIMEOUT="2",
+        DONGBO_CONNECT_TIMEOUT="2",
+        DONGBO_HEARTBEAT="5",
+        DONGBO_HTTP_RETRIES="2",
+        DONGBO_ACK_BATCH_SIZE="20",
+    )
     pipeline.dongbo("db", "upgrade")
     requests.post(sim.root + "/_sim/faults", json=FAULTS, timeout=10).raise_for_status()
     pipeline.start_all(downloaders=2)
@@ -76,8 +101,11 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
         # Chaos for a while: every 1–2.5 s one process is killed (kill -9) and a new one started in its
         # place; on top, the broker connections are cut, then the S3 server and then the database restart.
         started = time.monotonic()
-        outages = [(8, "broker", lambda: proxy.cut() > 0), (18, "s3", s3_server.start),
-                   (28, "database", services.restart_database)]
+        outages = [
+            (8, "broker", lambda: proxy.cut() > 0),
+            (18, "s3", s3_server.start),
+            (28, "database", services.restart_database),
+        ]
         kills = Counter()
         done = []
         first = ["fetcher", "downloader", "indexer", "acker"]  # each service at least once, then at random
@@ -96,13 +124,19 @@ def test_nothing_lost_nothing_duplicated_under_chaos(simulator_factory, rabbit_u
         assert sum(kills.values()) >= 15 and set(kills) == {"fetcher", "downloader", "indexer", "acker"}, kills
 
         # Calm: faults off, every surviving process carries on.
-        requests.post(sim.root + "/_sim/faults", json={"error_rate": {}, "truncate_rate": 0, "hang_rate": 0,
-                                                       "mark_fail_after_record_rate": 0}, timeout=10)
+        requests.post(
+            sim.root + "/_sim/faults",
+            json={"error_rate": {}, "truncate_rate": 0, "hang_rate": 0, "mark_fail_after_record_rate": 0},
+            timeout=10,
+        )
         wait_until_synced(sim, pipeline, len(expected), timeout=240)
         topology = Topology(queue_prefix, tuple(float(d) for d in DELAYS.split(",")))
         work_and_retry = [n for n in topology.names() if not n.endswith(".dlq")]
-        wait_for(lambda: not any(queue_depths(rabbit_url, work_and_retry).values()), timeout=60,
-                 what="work and retry queues empty")
+        wait_for(
+            lambda: not any(queue_depths(rabbit_url, work_and_retry).values()),
+            timeout=60,
+            what="work and retry queues empty",
+        )
 
         check_archive(sim, pg_url, s3_server, bucket)
         synced = {d["mahoso"] for d in sim_dossiers(sim) if d["synced"]}

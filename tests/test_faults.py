@@ -65,8 +65,12 @@ def pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, **env
     return pipeline
 
 
-def test_a_poison_message_is_dead_lettered_and_good_ones_pass(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
-    sim = simulator_factory("--seed", "3", "--units", "1", "--dossiers", "8", "--files-per-dossier", "1", "--file-size", "1000")
+def test_a_poison_message_is_dead_lettered_and_good_ones_pass(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
+    sim = simulator_factory(
+        "--seed", "3", "--units", "1", "--dossiers", "8", "--files-per-dossier", "1", "--file-size", "1000"
+    )
     good = [d for d in sim_dossiers(sim) if d["has_result"]]
     topology = Topology(queue_prefix, DELAYS)
     publish(rabbit_url, topology, DOWNLOAD, raw=b"\xff not json at all")
@@ -76,7 +80,11 @@ def test_a_poison_message_is_dead_lettered_and_good_ones_pass(simulator_factory,
     pipeline.start("indexer")
     pipeline.start("acker")
     try:
-        wait_for(lambda: all(d["synced"] for d in sim_dossiers(sim) if d["has_result"]), timeout=60, what="good dossiers synced")
+        wait_for(
+            lambda: all(d["synced"] for d in sim_dossiers(sim) if d["has_result"]),
+            timeout=60,
+            what="good dossiers synced",
+        )
         parked = take_all(rabbit_url, topology.dead_letter_queue(DOWNLOAD))
         assert len(parked) == 1
         headers, body = parked[0]
@@ -97,7 +105,9 @@ def test_a_deleted_dead_letter_queue_is_declared_again(rabbit_url, queue_prefix)
     def handle(delivery):
         raise FileNotFound("gone")
 
-    consumer = Consumer(service="test", amqp_url=rabbit_url, topology=topology, stage=DOWNLOAD, handle=one_at_a_time(handle))
+    consumer = Consumer(
+        service="test", amqp_url=rabbit_url, topology=topology, stage=DOWNLOAD, handle=one_at_a_time(handle)
+    )
     # Declaring at start would bring the queue back; delete it again once the consumer is running.
     thread = threading.Thread(target=consumer.run)
     thread.start()
@@ -107,8 +117,14 @@ def test_a_deleted_dead_letter_queue_is_declared_again(rabbit_url, queue_prefix)
         connection.channel().queue_delete(topology.dead_letter_queue(DOWNLOAD))
         connection.close()
         publish_without_declare(rabbit_url, topology.queue(DOWNLOAD))
-        wait_for(lambda: queue_depths(rabbit_url, [topology.dead_letter_queue(DOWNLOAD)])[topology.dead_letter_queue(DOWNLOAD)] >= 1,
-                 timeout=20, what="the message in a re-declared dead-letter queue")
+        wait_for(
+            lambda: (
+                queue_depths(rabbit_url, [topology.dead_letter_queue(DOWNLOAD)])[topology.dead_letter_queue(DOWNLOAD)]
+                >= 1
+            ),
+            timeout=20,
+            what="the message in a re-declared dead-letter queue",
+        )
     finally:
         consumer.stop()
         thread.join(30)
@@ -125,7 +141,9 @@ def publish_without_declare(rabbit_url: str, queue: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("disconnect", [False, True], ids=["outlasts-heartbeats", "connection-closed-mid-download"])
-def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+def test_a_long_download_leaves_one_object_and_one_row(
+    disconnect, simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
     """A transfer longer than two heartbeat intervals keeps its connection; one whose connection is cut
     mid-transfer is handed out again, and still leaves one object and one row.
 
@@ -135,8 +153,20 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
     machines — so the test cuts the connection on the wire instead.)
     """
     # 3 MB at 400 kB/s: about 8 s, four heartbeat intervals of 2 s.
-    sim = simulator_factory("--seed", "5", "--units", "1", "--dossiers", "1", "--files-per-dossier", "1",
-                            "--file-size", "3000000", "--file-bandwidth", "400000")
+    sim = simulator_factory(
+        "--seed",
+        "5",
+        "--units",
+        "1",
+        "--dossiers",
+        "1",
+        "--files-per-dossier",
+        "1",
+        "--file-size",
+        "3000000",
+        "--file-bandwidth",
+        "400000",
+    )
     dossier = next(d for d in sim_dossiers(sim) if d["has_result"])
     topology = Topology(queue_prefix, DELAYS)
     publish(rabbit_url, topology, DOWNLOAD, fetched_message(dossier))
@@ -150,8 +180,11 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
             time.sleep(2)
             assert proxy.cut() == 1  # the downloader's connection, mid-transfer
         wait_for(lambda: len(database_rows(pg_url)[0]) == 1, timeout=60, what="the dossier indexed")
-        wait_for(lambda: not any(queue_depths(rabbit_url, [topology.queue(DOWNLOAD), topology.queue(INDEX)]).values()),
-                 timeout=30, what="queues drained")
+        wait_for(
+            lambda: not any(queue_depths(rabbit_url, [topology.queue(DOWNLOAD), topology.queue(INDEX)]).values()),
+            timeout=30,
+            what="queues drained",
+        )
         ho_so, tai_lieu = database_rows(pg_url)
         assert len(ho_so) == 1 and len(tai_lieu) == 1
         objects = list(s3_server.client().list_objects(bucket, recursive=True))
@@ -165,9 +198,23 @@ def test_a_long_download_leaves_one_object_and_one_row(disconnect, simulator_fac
         proxy.close()
 
 
-def test_sigterm_finishes_the_download_in_flight(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
-    sim = simulator_factory("--seed", "6", "--units", "1", "--dossiers", "1", "--files-per-dossier", "1",
-                            "--file-size", "1500000", "--file-bandwidth", "500000")
+def test_sigterm_finishes_the_download_in_flight(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
+    sim = simulator_factory(
+        "--seed",
+        "6",
+        "--units",
+        "1",
+        "--dossiers",
+        "1",
+        "--files-per-dossier",
+        "1",
+        "--file-size",
+        "1500000",
+        "--file-bandwidth",
+        "500000",
+    )
     dossier = next(d for d in sim_dossiers(sim) if d["has_result"])
     topology = Topology(queue_prefix, DELAYS)
     publish(rabbit_url, topology, DOWNLOAD, fetched_message(dossier))
@@ -177,21 +224,28 @@ def test_sigterm_finishes_the_download_in_flight(simulator_factory, rabbit_url, 
         wait_for(lambda: sim_dossiers(sim)[0]["files"][0]["fetch_count"] >= 1, timeout=30, what="the download to start")
         assert downloader.terminate(timeout=30) == 0
         depths = queue_depths(rabbit_url, [topology.queue(DOWNLOAD), topology.queue(INDEX)])
-        assert depths == {topology.queue(DOWNLOAD): 0, topology.queue(INDEX): 1}, "the download was not finished and passed on"
+        assert depths == {topology.queue(DOWNLOAD): 0, topology.queue(INDEX): 1}, (
+            "the download was not finished and passed on"
+        )
     finally:
         pipeline.stop_all()
 
 
-def test_sigterm_stops_a_long_poll_between_chunks(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+def test_sigterm_stops_a_long_poll_between_chunks(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
     """A first poll of a large backlog reads for minutes; a stop must not wait for the end of the answer.
     A one-shot poll that was cut short says so in its exit status."""
-    sim = simulator_factory("--seed", "7", "--units", "1", "--dossiers", "30000", "--files-per-dossier", "1",
-                            "--file-size", "1024")
+    sim = simulator_factory(
+        "--seed", "7", "--units", "1", "--dossiers", "30000", "--files-per-dossier", "1", "--file-size", "1024"
+    )
     pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix)
     queue = Topology(queue_prefix, DELAYS).queue(DOWNLOAD)
     fetcher = pipeline.start("fetcher", "--once")
     try:
-        wait_for(lambda: queue_depths(rabbit_url, [queue])[queue] >= 1000, timeout=120, what="the first chunks handed on")
+        wait_for(
+            lambda: queue_depths(rabbit_url, [queue])[queue] >= 1000, timeout=120, what="the first chunks handed on"
+        )
         asked = time.monotonic()
         assert fetcher.terminate(timeout=30) == 1
         assert time.monotonic() - asked < 10
@@ -201,27 +255,34 @@ def test_sigterm_stops_a_long_poll_between_chunks(simulator_factory, rabbit_url,
         pipeline.stop_all()
 
 
-@pytest.mark.parametrize("env, setting", [
-    ({"DONGBO_INDEX_BATCH_SIZE": "many"}, "DONGBO_INDEX_BATCH_SIZE"),
-    ({"DONGBO_ONESTOP_URL": "ftp://example"}, "DONGBO_ONESTOP_URL"),
-    ({"DONGBO_ONESTOP_URL": ""}, "DONGBO_ONESTOP_URL"),
-])
+@pytest.mark.parametrize(
+    "env, setting",
+    [
+        ({"DONGBO_INDEX_BATCH_SIZE": "many"}, "DONGBO_INDEX_BATCH_SIZE"),
+        ({"DONGBO_ONESTOP_URL": "ftp://example"}, "DONGBO_ONESTOP_URL"),
+        ({"DONGBO_ONESTOP_URL": ""}, "DONGBO_ONESTOP_URL"),
+    ],
+)
 def test_a_bad_setting_stops_a_service_with_one_line_naming_it(env, setting, tmp_path):
     environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), **env}
-    result = subprocess.run([sys.executable, "-m", "services.acker"], cwd=tmp_path, env=environ,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.acker"], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and setting in lines[0], result.stderr
 
 
 @pytest.mark.slow
-def test_a_replay_after_the_cause_is_fixed_brings_everything_in(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+def test_a_replay_after_the_cause_is_fixed_brings_everything_in(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
     from harness.pipeline import expected_dossiers, wait_until_synced
     from tests.test_pipeline_e2e import check_archive
 
-    sim = simulator_factory("--seed", "9", "--units", "1", "--dossiers", "30", "--files-per-dossier", "1",
-                            "--file-size", "2000-60000")
+    sim = simulator_factory(
+        "--seed", "9", "--units", "1", "--dossiers", "30", "--files-per-dossier", "1", "--file-size", "2000-60000"
+    )
     expected = expected_dossiers(sim)
     too_big = {d["mahoso"] for d in expected if d["files"][0]["size"] > 30000}
     assert too_big and len(too_big) < len(expected)

@@ -86,7 +86,9 @@ def test_connections_are_reused(server):
 
 
 def test_a_compressed_body_is_decoded_and_its_length_unknown(server):
-    server.route("/z.txt", lambda h: h.send_bytes(gzip.compress(b"hello " * 1000), headers={"Content-Encoding": "gzip"}))
+    server.route(
+        "/z.txt", lambda h: h.send_bytes(gzip.compress(b"hello " * 1000), headers={"Content-Encoding": "gzip"})
+    )
     with make_source().open(server.url("/z.txt")) as response:
         assert response.content_length is None
         assert b"".join(response.iter_chunks()) == b"hello " * 1000
@@ -117,14 +119,17 @@ def test_a_listed_port_limits_the_host(server):
         make_source(hosts=("127.0.0.1:1",)).check_url(url)
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://127.0.0.1/a.pdf",
-    "file:///etc/passwd",
-    "gopher://127.0.0.1:70/",
-    "//127.0.0.1/a.pdf",
-    "http:///a.pdf",
-    "a.pdf",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/a.pdf",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:70/",
+        "//127.0.0.1/a.pdf",
+        "http:///a.pdf",
+        "a.pdf",
+    ],
+)
 def test_only_http_urls_with_a_host(url):
     with pytest.raises(ForbiddenHost):
         make_source().check_url(url)
@@ -139,7 +144,9 @@ def test_credentials_in_a_url_are_refused_and_never_repeated(server):
 
 def test_a_url_two_parsers_read_differently_is_refused(server):
     with pytest.raises(ForbiddenHost, match="ambiguous"):
-        make_source(hosts=("127.0.0.1", "evil.example")).check_url(f"http://127.0.0.1:{server.port}\\@evil.example/a.pdf")
+        make_source(hosts=("127.0.0.1", "evil.example")).check_url(
+            f"http://127.0.0.1:{server.port}\\@evil.example/a.pdf"
+        )
 
 
 def test_hosts_compare_case_insensitively_and_as_idna():
@@ -215,12 +222,21 @@ def test_too_many_redirects_are_refused(server):
 # -- statuses -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, error", [
-    (404, FileNotFound), (410, FileNotFound),
-    (400, FileRefused), (401, FileRefused), (403, FileRefused),
-    (500, FileSourceUnavailable), (502, FileSourceUnavailable), (503, FileSourceUnavailable),
-    (429, FileSourceUnavailable), (408, FileSourceUnavailable),
-])
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        (404, FileNotFound),
+        (410, FileNotFound),
+        (400, FileRefused),
+        (401, FileRefused),
+        (403, FileRefused),
+        (500, FileSourceUnavailable),
+        (502, FileSourceUnavailable),
+        (503, FileSourceUnavailable),
+        (429, FileSourceUnavailable),
+        (408, FileSourceUnavailable),
+    ],
+)
 def test_statuses_are_classified(server, status, error):
     url = server.status(f"/s{status}", status)
     with pytest.raises(error, match=f"127.0.0.1 answered {status}") as caught:

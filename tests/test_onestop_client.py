@@ -64,7 +64,9 @@ def expire_tokens(sim) -> None:
 
 def pending(sim, madonvi: str) -> set[str]:
     """What the no-date sync should return: dossiers with a result and files, not yet synced."""
-    return {d["mahoso"] for d in sim_dossiers(sim, madonvi=madonvi) if d["has_result"] and d["files"] and not d["synced"]}
+    return {
+        d["mahoso"] for d in sim_dossiers(sim, madonvi=madonvi) if d["has_result"] and d["files"] and not d["synced"]
+    }
 
 
 def units_of(sim) -> list[str]:
@@ -127,7 +129,8 @@ def test_a_date_range_returns_every_dossier_received_in_it(simulator_factory, ma
     unit = units_of(sim)[0]
     start, end = date(2021, 1, 1), date(2023, 6, 30)
     expected = {
-        d["mahoso"] for d in sim_dossiers(sim, madonvi=unit)
+        d["mahoso"]
+        for d in sim_dossiers(sim, madonvi=unit)
         if start <= datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() <= end
     }
     got = list(client.fetch_dossiers(unit, start, end))
@@ -135,7 +138,9 @@ def test_a_date_range_returns_every_dossier_received_in_it(simulator_factory, ma
     assert expected and all(start <= d.ngaynhan <= end for d in got)
     # One date alone leaves the other side open (docs/onestop-api.md).
     since = {
-        d["mahoso"] for d in sim_dossiers(sim, madonvi=unit) if datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() >= start
+        d["mahoso"]
+        for d in sim_dossiers(sim, madonvi=unit)
+        if datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() >= start
     }
     assert {d.mahoso for d in client.fetch_dossiers(unit, tungay=start)} == since
     with pytest.raises(ValueError):
@@ -421,8 +426,12 @@ def test_the_password_and_token_never_show(simulator_factory, make_client, caplo
 
 
 def test_from_settings():
-    settings = load_settings(onestop_url="http://127.0.0.1:9/thainguyen/general/api", onestop_username=USER,
-                             onestop_password=SECRET, http_retries=1)
+    settings = load_settings(
+        onestop_url="http://127.0.0.1:9/thainguyen/general/api",
+        onestop_username=USER,
+        onestop_password=SECRET,
+        http_retries=1,
+    )
     client = OneStopClient.from_settings(settings)
     assert client.base_url.endswith("/api/") and SECRET not in repr(client)
     client.close()

@@ -96,7 +96,11 @@ def test_the_spec_sample_reads_as_the_document_means_it():
     assert got.tentochuccanhan == "ĐOÀN THÚY HẢI"
     assert got.ngaynhan == date(2020, 9, 17)
     assert got.mathutuc == "1.005434.000.00.00.H55"
-    assert [f.matailieu for f in got.file_dinh_kem] == ["000.00.00.G12-KQ5586", "000.00.00.G12-KQ5585", "FILE_TRA_KET_QUA"]
+    assert [f.matailieu for f in got.file_dinh_kem] == [
+        "000.00.00.G12-KQ5586",
+        "000.00.00.G12-KQ5585",
+        "FILE_TRA_KET_QUA",
+    ]
     first = got.file_dinh_kem[0]
     assert first.url_file.endswith("2020_10_19_031048885!~!file_dinh_kem.pdf")
     assert first.ten_file == "file_dinh_kem.pdf"
@@ -150,7 +154,9 @@ def test_the_same_matailieu_or_file_name_twice_is_kept():
 def test_nfd_names_become_nfc():
     nfd = lambda text: unicodedata.normalize("NFD", text)  # noqa: E731
     files = [{**SPEC_FILES[0], "ten_file": nfd("Giấy phép đăng ký.pdf"), "tentailieu": nfd("Văn bản")}]
-    [got] = parse([dossier(tentochuccanhan=nfd("ĐOÀN THÚY HẢI"), tenthutuc=nfd("Mua quyền hóa đơn"), file_dinh_kem=files)])
+    [got] = parse(
+        [dossier(tentochuccanhan=nfd("ĐOÀN THÚY HẢI"), tenthutuc=nfd("Mua quyền hóa đơn"), file_dinh_kem=files)]
+    )
     assert got.tentochuccanhan == "ĐOÀN THÚY HẢI" and unicodedata.is_normalized("NFC", got.tentochuccanhan)
     assert got.tenthutuc == "Mua quyền hóa đơn"
     assert got.file_dinh_kem[0].ten_file == "Giấy phép đăng ký.pdf"
@@ -159,8 +165,14 @@ def test_nfd_names_become_nfc():
 
 @pytest.mark.parametrize(
     "text, day",
-    [("17/09/2020", date(2020, 9, 17)), ("1/2/2020", date(2020, 2, 1)), ("17/09/2020 08:30:00", date(2020, 9, 17)),
-     ("2020-09-17", date(2020, 9, 17)), ("", None), (None, None)],
+    [
+        ("17/09/2020", date(2020, 9, 17)),
+        ("1/2/2020", date(2020, 2, 1)),
+        ("17/09/2020 08:30:00", date(2020, 9, 17)),
+        ("2020-09-17", date(2020, 9, 17)),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_dates_are_day_month_year(text, day):
     [got] = parse([dossier(ngaynhan=text)])
@@ -174,7 +186,9 @@ def test_a_wrong_date_makes_that_dossier_invalid(text):
 
 
 def test_numbers_become_codes():
-    body = b'[{"mahoso": 2009170013, "mathutuc": 1.10, "file_dinh_kem": [{"matailieu": 5586, "url_file": "http://a/b"}]}]'
+    body = (
+        b'[{"mahoso": 2009170013, "mathutuc": 1.10, "file_dinh_kem": [{"matailieu": 5586, "url_file": "http://a/b"}]}]'
+    )
     [got] = parse(body)
     assert got.mahoso == "2009170013"
     assert got.mathutuc == "1.10"  # the digits as sent, not the float 1.1
@@ -280,7 +294,9 @@ def test_a_byte_order_mark_is_skipped():
     assert len(parse(b"\xef\xbb\xbf" + json.dumps([SPEC_DOSSIER]).encode())) == 1
 
 
-@pytest.mark.parametrize("body", [b"null", b'"[]"', b"42", b"<html>502 Bad Gateway</html>", b'{"data": [}', b"[1, 2] [3]"])
+@pytest.mark.parametrize(
+    "body", [b"null", b'"[]"', b"42", b"<html>502 Bad Gateway</html>", b'{"data": [}', b"[1, 2] [3]"]
+)
 def test_not_a_response(body):
     with pytest.raises(MalformedResponse):
         parse(body)
@@ -356,11 +372,24 @@ def test_an_update_worked_only_with_status_200_in_its_body(body, ok):
 
 # -- properties -------------------------------------------------------------------------------------
 
-DOSSIER_KEYS = ["mahoso", "madonvi", "ngaynhan", "file_dinh_kem", "matailieu", "url_file", "data", "error", "code", "status"]
+DOSSIER_KEYS = [
+    "mahoso",
+    "madonvi",
+    "ngaynhan",
+    "file_dinh_kem",
+    "matailieu",
+    "url_file",
+    "data",
+    "error",
+    "code",
+    "status",
+]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.sampled_from(DOSSIER_KEYS) | st.text(max_size=8), inner, max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(DOSSIER_KEYS) | st.text(max_size=8), inner, max_size=6)
+    ),
     max_leaves=40,
 )
 
@@ -381,24 +410,32 @@ def test_any_json_gives_dossiers_or_a_dongbo_error(value, cut, ascii_only):
 VIETNAMESE = "aăâbcdđeêghiklmnoôơpqrstuưvxyáàảãạấầẩẫậắằẳẵặéèẻẽẹếềểễệíìỉĩịóòỏõọốồổỗộớờởỡợúùủũụứừửữựýỳỷỹỵĐÂĂÊÔƠƯ -/.,()"
 codes = st.from_regex(r"[0-9A-Z][0-9A-Z.\-_]{0,30}", fullmatch=True)
 names = st.text(alphabet=VIETNAMESE, max_size=40)
-attachments = st.fixed_dictionaries({
-    "matailieu": codes,
-    "tentailieu": names,
-    "url_file": st.builds(
-        lambda n, name: f"http://motcua.example.gov.vn/attach-file/{n}!~!{name}.pdf", st.integers(0, 10**6), codes
-    ),
-    "ten_file": names,
-})
-dossiers = st.fixed_dictionaries({
-    "mahoso": codes,
-    "tentochuccanhan": names,
-    "ngaynhan": st.dates(date(2000, 1, 1), date(2030, 12, 31)).map(lambda d: d.strftime("%d/%m/%Y")),
-    "mathutuc": codes,
-    "tenthutuc": names,
-    "file_dinh_kem": st.lists(attachments, max_size=4),
-})
-WRAPS = [lambda items: items, lambda items: {"data": items}, lambda items: {"result": items},
-         lambda items: {"status": 200, "message": "OK", "items": items}]
+attachments = st.fixed_dictionaries(
+    {
+        "matailieu": codes,
+        "tentailieu": names,
+        "url_file": st.builds(
+            lambda n, name: f"http://motcua.example.gov.vn/attach-file/{n}!~!{name}.pdf", st.integers(0, 10**6), codes
+        ),
+        "ten_file": names,
+    }
+)
+dossiers = st.fixed_dictionaries(
+    {
+        "mahoso": codes,
+        "tentochuccanhan": names,
+        "ngaynhan": st.dates(date(2000, 1, 1), date(2030, 12, 31)).map(lambda d: d.strftime("%d/%m/%Y")),
+        "mathutuc": codes,
+        "tenthutuc": names,
+        "file_dinh_kem": st.lists(attachments, max_size=4),
+    }
+)
+WRAPS = [
+    lambda items: items,
+    lambda items: {"data": items},
+    lambda items: {"result": items},
+    lambda items: {"status": 200, "message": "OK", "items": items},
+]
 FILE_SHAPES = [
     lambda files: files,
     lambda files: {"data": files},
@@ -410,8 +447,12 @@ FILE_SHAPES = [
 
 
 @settings(max_examples=100, deadline=None)
-@given(items=st.lists(dossiers, max_size=6), wrap=st.sampled_from(WRAPS), shape=st.sampled_from(FILE_SHAPES),
-       drop_empty=st.booleans())
+@given(
+    items=st.lists(dossiers, max_size=6),
+    wrap=st.sampled_from(WRAPS),
+    shape=st.sampled_from(FILE_SHAPES),
+    drop_empty=st.booleans(),
+)
 def test_every_shape_parses_back_to_the_same_dossiers(items, wrap, shape, drop_empty):
     expected = [Dossier.model_validate({**item, "madonvi": UNIT}) for item in items]
     sent = []

@@ -178,14 +178,20 @@ def test_dlq_replay_moves_only_the_matching_ones_with_a_fresh_start(settings_env
     assert replay["queues"][download]["target"] == work
     wait_for(lambda: depth(dead_letters, work) == 3, timeout=10, what="three replayed messages")
     # Messages given back by a quorum queue are counted again a moment later.
-    wait_for(lambda: depth(dead_letters, download) == 1 and depth(dead_letters, topology.dead_letter_queue("index")) == 1,
-             timeout=10, what="the other dead letters back in place")
+    wait_for(
+        lambda: depth(dead_letters, download) == 1 and depth(dead_letters, topology.dead_letter_queue("index")) == 1,
+        timeout=10,
+        what="the other dead letters back in place",
+    )
 
     # A second replay finds nothing more to move.
     again = dongbo_json(capsys, "dlq", "replay", "--unit", "U1")
     assert again["total"] == 0
-    wait_for(lambda: depth(dead_letters, work) == 3 and depth(dead_letters, download) == 1, timeout=10,
-             what="nothing moved by the second replay")
+    wait_for(
+        lambda: depth(dead_letters, work) == 3 and depth(dead_letters, download) == 1,
+        timeout=10,
+        what="nothing moved by the second replay",
+    )
 
     replayed = drain(dead_letters, work)
     assert sorted(h[MAHOSO_HEADER] for h, _ in replayed) == ["M1", "M2", "M5"]
@@ -199,7 +205,9 @@ def test_dlq_replay_moves_only_the_matching_ones_with_a_fresh_start(settings_env
     assert code == 0 and f"{topology.dead_letter_queue('index')}: replayed 1 to {topology.queue('index')}" in text
 
 
-def test_dlq_declares_missing_queues_and_replays_onto_a_deleted_work_queue(settings_env, dead_letters, topology, capsys):
+def test_dlq_declares_missing_queues_and_replays_onto_a_deleted_work_queue(
+    settings_env, dead_letters, topology, capsys
+):
     dead_letters.queue_delete(topology.queue("download"))
     dead_letters.queue_delete(topology.dead_letter_queue("ack"))
     assert dongbo_json(capsys, "dlq", "list", "--queue", "ack")["total"] == 0
@@ -224,8 +232,9 @@ def test_dlq_purge_deletes_only_the_matching_ones_and_only_when_told(settings_en
     assert sorted(m["mahoso"] for m in left) == ["M2", "M4", "M5"]
 
 
-def test_dlq_republishes_a_message_given_back_often_instead_of_wearing_it_out(settings_env, channel, topology,
-                                                                              capsys, monkeypatch):
+def test_dlq_republishes_a_message_given_back_often_instead_of_wearing_it_out(
+    settings_env, channel, topology, capsys, monkeypatch
+):
     """Each give-back counts as a delivery, and quorum queues drop a message past their delivery limit."""
     import cli.dlq
 
@@ -233,7 +242,11 @@ def test_dlq_republishes_a_message_given_back_often_instead_of_wearing_it_out(se
     broker_dead_letter(channel, topology, "M9", "U9")
     for _ in range(5):
         [shown] = dongbo_json(capsys, "dlq", "show")["messages"]
-        assert (shown["mahoso"], shown["reason"], shown["queue"]) == ("M9", "delivery-limit", topology.queue("download"))
+        assert (shown["mahoso"], shown["reason"], shown["queue"]) == (
+            "M9",
+            "delivery-limit",
+            topology.queue("download"),
+        )
     [(headers, _)] = drain(channel, topology.dead_letter_queue("download"))
     assert headers["x-delivery-count"] < 3  # the copy started counting anew
     assert headers[REASON_HEADER] == "delivery-limit"  # and keeps its story in dongbo's own headers
@@ -253,38 +266,75 @@ def fill_database(pg_url: str) -> None:
     """U1: 2 queued, 1 stored, 1 indexed, 3 synced, 1 failed; U2: 1 synced. Files in ho_so/tai_lieu."""
     upgrade(pg_url)
     now = datetime.now(UTC)
-    states = [("U1", "queued", 2), ("U1", "queued", 1), ("U1", "stored", 0.5), ("U1", "indexed", 0.5),
-              ("U1", "synced", 5), ("U1", "synced", 5), ("U1", "synced", 5), ("U1", "failed", 9), ("U2", "synced", 1)]
+    states = [
+        ("U1", "queued", 2),
+        ("U1", "queued", 1),
+        ("U1", "stored", 0.5),
+        ("U1", "indexed", 0.5),
+        ("U1", "synced", 5),
+        ("U1", "synced", 5),
+        ("U1", "synced", 5),
+        ("U1", "failed", 9),
+        ("U2", "synced", 1),
+    ]
     engine = sqlalchemy.create_engine(pg_url)
     with engine.begin() as connection:
         for n, (unit, status, hours) in enumerate(states):
             at = now - timedelta(hours=hours)
-            connection.execute(sqlalchemy.text(
-                "INSERT INTO sync_state (mahoso, madonvi, status, source_hash, publish_count, attempts, first_seen_at,"
-                " published_at, updated_at) VALUES (:m, :u, :s, '', 1, 0, :at, :at, :at)"),
-                {"m": f"{unit}-{n}", "u": unit, "s": status, "at": at})
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO sync_state (mahoso, madonvi, status, source_hash, publish_count, attempts, first_seen_at,"
+                    " published_at, updated_at) VALUES (:m, :u, :s, '', 1, 0, :at, :at, :at)"
+                ),
+                {"m": f"{unit}-{n}", "u": unit, "s": status, "at": at},
+            )
             if status in ("indexed", "synced"):
-                ho_so_id = connection.execute(sqlalchemy.text(
-                    "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, mathutuc, tenthutuc, file_count, state, "
-                    "indexed_at) VALUES (:m, :u, '', '', '', 2, :s, :at) RETURNING id"),
-                    {"m": f"{unit}-{n}", "u": unit, "s": status, "at": at}).scalar_one()
+                ho_so_id = connection.execute(
+                    sqlalchemy.text(
+                        "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, mathutuc, tenthutuc, file_count, state, "
+                        "indexed_at) VALUES (:m, :u, '', '', '', 2, :s, :at) RETURNING id"
+                    ),
+                    {"m": f"{unit}-{n}", "u": unit, "s": status, "at": at},
+                ).scalar_one()
                 for f in range(2):
-                    connection.execute(sqlalchemy.text(
-                        "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, size, "
-                        "sha256, content_type, content_type_mismatch, stored_at) VALUES (:h, :m, :t, '', '', 'http://x/f', :k, 100, "
-                        ":sha, 'application/pdf', false, :at)"),
-                        {"h": ho_so_id, "m": f"{unit}-{n}", "t": f"T{f}", "k": f"{unit}/{n}/{f}", "sha": "0" * 64, "at": at})
-        for instance, service, progress_ago, error in (("fetcher@h:1", "fetcher", 30, None),
-                                                       ("acker@h:2", "acker", 1200, "onestop-unavailable: down")):
-            connection.execute(sqlalchemy.text(
-                "INSERT INTO service_status (instance, service, started_at, last_progress_at, last_error, last_error_at)"
-                " VALUES (:i, :s, :start, :p, :e, :p)"),
-                {"i": instance, "s": service, "start": now - timedelta(hours=3), "p": now - timedelta(seconds=progress_ago),
-                 "e": error})
+                    connection.execute(
+                        sqlalchemy.text(
+                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, size, "
+                            "sha256, content_type, content_type_mismatch, stored_at) VALUES (:h, :m, :t, '', '', 'http://x/f', :k, 100, "
+                            ":sha, 'application/pdf', false, :at)"
+                        ),
+                        {
+                            "h": ho_so_id,
+                            "m": f"{unit}-{n}",
+                            "t": f"T{f}",
+                            "k": f"{unit}/{n}/{f}",
+                            "sha": "0" * 64,
+                            "at": at,
+                        },
+                    )
+        for instance, service, progress_ago, error in (
+            ("fetcher@h:1", "fetcher", 30, None),
+            ("acker@h:2", "acker", 1200, "onestop-unavailable: down"),
+        ):
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO service_status (instance, service, started_at, last_progress_at, last_error, last_error_at)"
+                    " VALUES (:i, :s, :start, :p, :e, :p)"
+                ),
+                {
+                    "i": instance,
+                    "s": service,
+                    "start": now - timedelta(hours=3),
+                    "p": now - timedelta(seconds=progress_ago),
+                    "e": error,
+                },
+            )
     engine.dispose()
 
 
-def test_status_counts_dossiers_per_unit_queues_and_services(settings_env, pg_url, channel, topology, capsys, monkeypatch):
+def test_status_counts_dossiers_per_unit_queues_and_services(
+    settings_env, pg_url, channel, topology, capsys, monkeypatch
+):
     fill_database(pg_url)
     monkeypatch.setenv("DONGBO_UNITS", "U1,U2,U3")
     for _ in range(2):
@@ -296,13 +346,35 @@ def test_status_counts_dossiers_per_unit_queues_and_services(settings_env, pg_ur
     assert report[0] == 0, report[2]
     status = json.loads(report[1])
     u1 = status["units"]["U1"]
-    assert {k: u1[k] for k in ("seen", "queued", "stored", "indexed", "synced", "failed", "archived", "files", "bytes")} == {
-        "seen": 8, "queued": 2, "stored": 5, "indexed": 4, "synced": 3, "failed": 1, "archived": 4, "files": 8,
-        "bytes": 800}
-    assert 7100 < u1["oldest_unsynced_seconds"] < 7300  # the queued one of two hours ago; the failed one is not in flight
+    assert {
+        k: u1[k] for k in ("seen", "queued", "stored", "indexed", "synced", "failed", "archived", "files", "bytes")
+    } == {
+        "seen": 8,
+        "queued": 2,
+        "stored": 5,
+        "indexed": 4,
+        "synced": 3,
+        "failed": 1,
+        "archived": 4,
+        "files": 8,
+        "bytes": 800,
+    }
+    assert (
+        7100 < u1["oldest_unsynced_seconds"] < 7300
+    )  # the queued one of two hours ago; the failed one is not in flight
     assert status["units"]["U2"]["synced"] == 1 and status["units"]["U2"]["oldest_unsynced_seconds"] is None
-    assert status["units"]["U3"] == {"seen": 0, "queued": 0, "stored": 0, "indexed": 0, "synced": 0, "failed": 0,
-                                     "oldest_unsynced_seconds": None, "archived": 0, "files": 0, "bytes": 0}
+    assert status["units"]["U3"] == {
+        "seen": 0,
+        "queued": 0,
+        "stored": 0,
+        "indexed": 0,
+        "synced": 0,
+        "failed": 0,
+        "oldest_unsynced_seconds": None,
+        "archived": 0,
+        "files": 0,
+        "bytes": 0,
+    }
     assert status["queues"][topology.queue("download")] == 2
     assert status["queues"][topology.dead_letter_queue("ack")] == 1
     assert status["queues"][topology.retry_queue("index", 2)] is None
@@ -312,8 +384,20 @@ def test_status_counts_dossiers_per_unit_queues_and_services(settings_env, pg_ur
     assert services["acker"]["last_error"] == "onestop-unavailable: down"
     assert 25 < status["last_poll_seconds_ago"] < 120
     assert status["totals"] | {"oldest_unsynced_seconds": 0} == {
-        "seen": 9, "queued": 2, "stored": 6, "indexed": 5, "synced": 4, "failed": 1, "archived": 5, "files": 10,
-        "bytes": 1000, "oldest_unsynced_seconds": 0, "queued_messages": 2, "dead_letters": 1, "stale_services": 1}
+        "seen": 9,
+        "queued": 2,
+        "stored": 6,
+        "indexed": 5,
+        "synced": 4,
+        "failed": 1,
+        "archived": 5,
+        "files": 10,
+        "bytes": 1000,
+        "oldest_unsynced_seconds": 0,
+        "queued_messages": 2,
+        "dead_letters": 1,
+        "stale_services": 1,
+    }
     assert status["errors"] == []
 
     code, text, _ = dongbo(capsys, "status")
@@ -335,10 +419,15 @@ def test_status_counts_dossiers_per_unit_queues_and_services(settings_env, pg_ur
 @pytest.fixture
 def full_env(settings_env, monkeypatch, s3_server, bucket, simulator_factory):
     sim = simulator_factory("--dossiers", "0")
-    env = {"DONGBO_ONESTOP_URL": sim.api_url, "DONGBO_ONESTOP_USERNAME": "admin_sotaichinh",
-           "DONGBO_ONESTOP_PASSWORD": "1", "DONGBO_S3_ENDPOINT": s3_server.endpoint,
-           "DONGBO_S3_ACCESS_KEY": s3_server.access_key, "DONGBO_S3_SECRET_KEY": s3_server.secret_key,
-           "DONGBO_S3_BUCKET": bucket}
+    env = {
+        "DONGBO_ONESTOP_URL": sim.api_url,
+        "DONGBO_ONESTOP_USERNAME": "admin_sotaichinh",
+        "DONGBO_ONESTOP_PASSWORD": "1",
+        "DONGBO_S3_ENDPOINT": s3_server.endpoint,
+        "DONGBO_S3_ACCESS_KEY": s3_server.access_key,
+        "DONGBO_S3_SECRET_KEY": s3_server.secret_key,
+        "DONGBO_S3_BUCKET": bucket,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return settings_env | env
@@ -348,8 +437,14 @@ def test_check_says_ok_for_every_dependency(full_env, pg_url, capsys):
     upgrade(pg_url)
     code, out, _ = dongbo(capsys, "check")
     lines = out.splitlines()
-    assert [line.split()[:2] for line in lines] == [["ok", "settings:"], ["ok", "one-stop:"], ["ok", "rabbitmq:"],
-                                                    ["ok", "bucket:"], ["ok", "database:"], ["ok", "migrations:"]], out
+    assert [line.split()[:2] for line in lines] == [
+        ["ok", "settings:"],
+        ["ok", "one-stop:"],
+        ["ok", "rabbitmq:"],
+        ["ok", "bucket:"],
+        ["ok", "database:"],
+        ["ok", "migrations:"],
+    ], out
     assert code == 0
 
 
@@ -371,7 +466,11 @@ def test_check_names_each_broken_dependency_in_one_line(full_env, s3_server, mon
 
     monkeypatch.setenv("DONGBO_RETRY_DELAYS", "soon")
     code, out, err = dongbo(capsys, "check")
-    assert code == 2 and err.strip().startswith("dongbo check: DONGBO_RETRY_DELAYS:") and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2
+        and err.strip().startswith("dongbo check: DONGBO_RETRY_DELAYS:")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 # -- backfill -------------------------------------------------------------------------------------------
@@ -379,10 +478,21 @@ def test_check_names_each_broken_dependency_in_one_line(full_env, s3_server, mon
 
 def backfill_env(sim, rabbit_url, pg_url, queue_prefix, unit) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DONGBO_")}
-    env.update({"DONGBO_ONESTOP_URL": sim.api_url, "DONGBO_ONESTOP_USERNAME": "admin_sotaichinh",
-                "DONGBO_ONESTOP_PASSWORD": "1", "DONGBO_UNITS": unit, "DONGBO_AMQP_URL": rabbit_url,
-                "DONGBO_DATABASE_URL": pg_url, "DONGBO_QUEUE_PREFIX": queue_prefix, "DONGBO_RETRY_DELAYS": DELAYS,
-                "DONGBO_DELIVERY_LIMIT": "1", "DONGBO_ALLOWED_FILE_HOSTS": "127.0.0.1", "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "DONGBO_ONESTOP_URL": sim.api_url,
+            "DONGBO_ONESTOP_USERNAME": "admin_sotaichinh",
+            "DONGBO_ONESTOP_PASSWORD": "1",
+            "DONGBO_UNITS": unit,
+            "DONGBO_AMQP_URL": rabbit_url,
+            "DONGBO_DATABASE_URL": pg_url,
+            "DONGBO_QUEUE_PREFIX": queue_prefix,
+            "DONGBO_RETRY_DELAYS": DELAYS,
+            "DONGBO_DELIVERY_LIMIT": "1",
+            "DONGBO_ALLOWED_FILE_HOSTS": "127.0.0.1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -399,23 +509,54 @@ def sync_calls(sim) -> int:
     return requests.get(sim.root + "/_sim/stats", timeout=10).json()["sync_calls"]
 
 
-def test_backfill_pulls_a_range_in_windows_resumes_and_restarts(simulator_factory, rabbit_url, pg_url, queue_prefix,
-                                                                 channel, topology):
-    sim = simulator_factory("--seed", "3", "--units", "2", "--dossiers", "1500", "--files-per-dossier", "1", "--file-size", "1000",
-                            "--latency-ms", "250")  # slow enough to kill the first run in the middle
+def test_backfill_pulls_a_range_in_windows_resumes_and_restarts(
+    simulator_factory, rabbit_url, pg_url, queue_prefix, channel, topology
+):
+    sim = simulator_factory(
+        "--seed",
+        "3",
+        "--units",
+        "2",
+        "--dossiers",
+        "1500",
+        "--files-per-dossier",
+        "1",
+        "--file-size",
+        "1000",
+        "--latency-ms",
+        "250",
+    )  # slow enough to kill the first run in the middle
     unit = sorted({d["madonvi"] for d in sim_dossiers(sim)})[0]
     first, last = date(2022, 3, 1), date(2022, 4, 29)  # 60 days: 12 windows of 5
-    expected = {d["mahoso"] for d in sim_dossiers(sim) if d["madonvi"] == unit
-                and first <= datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() <= last}
+    expected = {
+        d["mahoso"]
+        for d in sim_dossiers(sim)
+        if d["madonvi"] == unit and first <= datetime.strptime(d["ngaynhan"], "%d/%m/%Y").date() <= last
+    }
     assert len(expected) >= 10
     upgrade(pg_url)
     env = backfill_env(sim, rabbit_url, pg_url, queue_prefix, unit)
-    args = [sys.executable, "-m", "cli.main", "backfill", "--unit", unit, "--from", "01/03/2022", "--to", "29/04/2022",
-            "--window-days", "5", "--overlap-days", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "backfill",
+        "--unit",
+        unit,
+        "--from",
+        "01/03/2022",
+        "--to",
+        "29/04/2022",
+        "--window-days",
+        "5",
+        "--overlap-days",
+        "1",
+    ]
 
     # Interrupted: killed outright after a few windows.
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+
         def three_windows():
             assert process.poll() is None, process.communicate()
             return windows_recorded(pg_url) >= 3

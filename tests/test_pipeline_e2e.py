@@ -56,16 +56,39 @@ def check_archive(sim, pg_url, s3_server, bucket):
     return ho_so, tai_lieu
 
 
-def test_every_dossier_arrives_once_intact_and_marked_synced(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
-    sim = simulator_factory("--seed", "7", "--units", "3", "--dossiers", "240", "--files-per-dossier", "2",
-                            "--file-size", "500-300000", "--token-lifetime", "5", env={"DONGBO_SIM_PASSWORD": PASSWORD})
+def test_every_dossier_arrives_once_intact_and_marked_synced(
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+):
+    sim = simulator_factory(
+        "--seed",
+        "7",
+        "--units",
+        "3",
+        "--dossiers",
+        "240",
+        "--files-per-dossier",
+        "2",
+        "--file-size",
+        "500-300000",
+        "--token-lifetime",
+        "5",
+        env={"DONGBO_SIM_PASSWORD": PASSWORD},
+    )
     expected = expected_dossiers(sim)
     units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
     assert len(expected) >= 200 and len(units) == 3
 
-    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
-                                  bucket=bucket, queue_prefix=queue_prefix, DONGBO_ONESTOP_PASSWORD=PASSWORD,
-                                  DONGBO_LOG_LEVEL="DEBUG")
+    pipeline = Pipeline.configure(
+        sim=sim,
+        units=units,
+        rabbit_url=rabbit_url,
+        pg_url=pg_url,
+        s3=s3_server,
+        bucket=bucket,
+        queue_prefix=queue_prefix,
+        DONGBO_ONESTOP_PASSWORD=PASSWORD,
+        DONGBO_LOG_LEVEL="DEBUG",
+    )
     pipeline.dongbo("db", "upgrade")
     pipeline.start_all(downloaders=3)
     try:
@@ -86,8 +109,11 @@ def test_every_dossier_arrives_once_intact_and_marked_synced(simulator_factory, 
         # A second run: more polls, a fresh set of processes. Nothing may change.
         pipeline.stop_all()
         pipeline.start_all(downloaders=1)
-        wait_for(lambda: "handed on" in "".join(p.log() for p in pipeline.processes[-4:] if p.name == "fetcher"),
-                 timeout=60, what="the fetcher's next poll")
+        wait_for(
+            lambda: "handed on" in "".join(p.log() for p in pipeline.processes[-4:] if p.name == "fetcher"),
+            timeout=60,
+            what="the fetcher's next poll",
+        )
         pipeline.processes[-4].terminate()  # let the fetcher finish one more full poll cycle first
         assert (ho_so, tai_lieu) == database_rows(pg_url)
         assert marks == {d["mahoso"]: d["mark_count"] for d in sim_dossiers(sim)}

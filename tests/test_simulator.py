@@ -69,7 +69,9 @@ def sync_codes(sim, token: str, body: dict) -> set[str]:
 
 def pending(dossiers: list[dict], unit: str) -> set[str]:
     """What the no-date call should return for a unit, according to the introspection listing."""
-    return {d["mahoso"] for d in dossiers if d["madonvi"] == unit and d["has_result"] and d["files"] and not d["synced"]}
+    return {
+        d["mahoso"] for d in dossiers if d["madonvi"] == unit and d["has_result"] and d["files"] and not d["synced"]
+    }
 
 
 def raw_get(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
@@ -125,7 +127,9 @@ def test_document_exchange_login_sync_mark(simulator_factory):
     first = sync_codes(sim, token, {"madonvi": UNIT})
     assert first == pending(listing, UNIT) and first
     chosen = sorted(first)[:2]
-    response = call(sim, "capnhattrangthaidongbo", {"madonvi": UNIT, "dataHoso": [{"mahoso": c} for c in chosen]}, token)
+    response = call(
+        sim, "capnhattrangthaidongbo", {"madonvi": UNIT, "dataHoso": [{"mahoso": c} for c in chosen]}, token
+    )
     assert response.status_code == 200 and response.json() == UPDATED
     assert sync_codes(sim, token, {"madonvi": UNIT}) == first - set(chosen)
     marked = {d["mahoso"]: d for d in sim_dossiers(sim) if d["mahoso"] in chosen}
@@ -163,7 +167,10 @@ def test_date_range_filters_on_ngaynhan_synced_or_not(simulator_factory):
     assert sync_codes(sim, token, body) == expected
     # A backfill returns synced dossiers too.
     marked = sorted(expected)[0]
-    assert call(sim, "capnhattrangthaidongbo", {"madonvi": UNIT, "dataHoso": [{"mahoso": marked}]}, token).json() == UPDATED
+    assert (
+        call(sim, "capnhattrangthaidongbo", {"madonvi": UNIT, "dataHoso": [{"mahoso": marked}]}, token).json()
+        == UPDATED
+    )
     assert sync_codes(sim, token, body) == expected
     assert marked not in sync_codes(sim, token, {"madonvi": UNIT})
     # Bounds are inclusive: a one-day window holds that day's dossiers.
@@ -205,7 +212,10 @@ def test_errors_as_200(simulator_factory):
     response = call(sim, "dangnhap", {"username": "x", "password": "y"})
     assert response.status_code == 200 and response.json() == WRONG_LOGIN
     response = call(sim, "dongbodulieumotcua", {"madonvi": UNIT}, "expired.or.wrong")
-    assert response.status_code == 200 and response.json() == {"error": "Token không hợp lệ hoặc đã hết hạn", "code": "401"}
+    assert response.status_code == 200 and response.json() == {
+        "error": "Token không hợp lệ hoặc đã hết hạn",
+        "code": "401",
+    }
 
 
 # -- response shapes ---------------------------------------------------------------------------------
@@ -216,25 +226,42 @@ def test_shapes_keep_every_dossier_and_file(simulator_factory, shape):
     sim = simulator_factory("--dossiers", "60", "--shape", shape)
     token = login(sim)
     listing = sim_dossiers(sim)
-    expected = {d["mahoso"]: sorted(f["url_file"] for f in d["files"]) for d in listing
-                if d["madonvi"] == UNIT and d["has_result"] and d["files"]}
+    expected = {
+        d["mahoso"]: sorted(f["url_file"] for f in d["files"])
+        for d in listing
+        if d["madonvi"] == UNIT and d["has_result"] and d["files"]
+    }
     outer_forms = set()
     for _ in range(3):  # `mixed` rotates the outer form per response
         payload = call(sim, "dongbodulieumotcua", {"madonvi": UNIT}, token).json()
-        outer_forms.add(type(payload).__name__ + ("+status" if isinstance(payload, dict) and "status" in payload else ""))
+        outer_forms.add(
+            type(payload).__name__ + ("+status" if isinstance(payload, dict) and "status" in payload else "")
+        )
         got = {d["mahoso"]: sorted(f["url_file"] for f in files_of(d)) for d in dossier_list(payload)}
         assert got == expected
         forms = {type(d["file_dinh_kem"]).__name__ for d in dossier_list(payload)}
-        assert forms == {"array": {"list"}, "data": {"list"}, "files-string": {"str"}, "files-object": {"dict"},
-                         "mixed": {"list", "str", "dict"}}[shape]
-    assert outer_forms == {"array": {"list"}, "data": {"dict"}, "mixed": {"list", "dict", "dict+status"}}.get(shape, {"list"})
+        assert (
+            forms
+            == {
+                "array": {"list"},
+                "data": {"list"},
+                "files-string": {"str"},
+                "files-object": {"dict"},
+                "mixed": {"list", "str", "dict"},
+            }[shape]
+        )
+    assert outer_forms == {"array": {"list"}, "data": {"dict"}, "mixed": {"list", "dict", "dict+status"}}.get(
+        shape, {"list"}
+    )
     # A date range also returns dossiers without files: still valid, with an empty (or absent) file list.
     by_code = {}
     for unit in {d["madonvi"] for d in listing}:
         window = {"madonvi": unit, "tungay": "01/01/2000", "denngay": "31/12/2030"}
         by_code.update({d["mahoso"]: d for d in dossier_list(call(sim, "dongbodulieumotcua", window, token).json())})
     assert set(by_code) == {d["mahoso"] for d in listing}
-    assert {code for code, d in by_code.items() if files_of(d) == []} == {d["mahoso"] for d in listing if not d["files"]}
+    assert {code for code, d in by_code.items() if files_of(d) == []} == {
+        d["mahoso"] for d in listing if not d["files"]
+    }
     # Empty results are valid JSON of the same outer shape.
     empty = call(sim, "dongbodulieumotcua", {"madonvi": "000.00.99.H99"}, token).json()
     assert dossier_list(empty) == []
@@ -257,7 +284,7 @@ def test_files_match_listing_and_are_valid_pdfs(simulator_factory):
         assert hashlib.sha256(body).hexdigest() == f["sha256"]
         assert body.startswith(b"%PDF-") and body.rstrip().endswith(b"%%EOF")
         startxref = int(body.rsplit(b"startxref", 1)[1].split()[0])
-        assert body[startxref:startxref + 4] == b"xref"
+        assert body[startxref : startxref + 4] == b"xref"
     again = requests.get(files[0]["url_file"], timeout=30)
     assert hashlib.sha256(again.content).hexdigest() == files[0]["sha256"]
     head = requests.head(files[0]["url_file"], timeout=30)
@@ -283,7 +310,9 @@ def test_files_match_listing_and_are_valid_pdfs(simulator_factory):
 def test_seed_is_reproducible_and_has_the_tricky_cases(simulator_factory):
     args = ("--dossiers", "40", "--seed", "7", "--file-size", "1000-5000")
     a, b = simulator_factory(*args), simulator_factory(*args)
-    strip = lambda ds: [(d["mahoso"], d["tentochuccanhan"], [(f["ten_file"], f["size"], f["sha256"]) for f in d["files"]]) for d in ds]  # noqa: E731
+    strip = lambda ds: [
+        (d["mahoso"], d["tentochuccanhan"], [(f["ten_file"], f["size"], f["sha256"]) for f in d["files"]]) for d in ds
+    ]  # noqa: E731
     listing = sim_dossiers(a)
     assert strip(listing) == strip(sim_dossiers(b))
     other = simulator_factory("--dossiers", "40", "--seed", "8", "--file-size", "1000-5000")
@@ -299,7 +328,11 @@ def test_seed_is_reproducible_and_has_the_tricky_cases(simulator_factory):
         assert d["mahoso"].startswith(d["madonvi"] + "-") and len(d["mahoso"].rsplit("-", 1)[1]) == 4
     # Files with awkward names are served at their url_file too.
     for f in generated_files(listing):
-        if "/" in f["ten_file"] or len(f["ten_file"]) == 300 or unicodedata.normalize("NFC", f["ten_file"]) != f["ten_file"]:
+        if (
+            "/" in f["ten_file"]
+            or len(f["ten_file"]) == 300
+            or unicodedata.normalize("NFC", f["ten_file"]) != f["ten_file"]
+        ):
             assert requests.get(f["url_file"], timeout=30).status_code == 200
 
 
@@ -313,13 +346,19 @@ def test_truncate_rate_sends_less_than_content_length(simulator_factory):
     assert declared == f["size"] and 0 < len(data) < declared
     token = login(sim)
     body = json.dumps({"madonvi": UNIT}).encode()
-    declared, data = raw_get(sim.api_url + "dongbodulieumotcua", "POST", body,
-                             {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    declared, data = raw_get(
+        sim.api_url + "dongbodulieumotcua",
+        "POST",
+        body,
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert 0 < len(data) < declared
 
 
 def test_file_bandwidth_paces_downloads(simulator_factory):
-    sim = simulator_factory("--dossiers", "1", "--files-per-dossier", "1", "--file-size", "60000", "--file-bandwidth", "100000")
+    sim = simulator_factory(
+        "--dossiers", "1", "--files-per-dossier", "1", "--file-size", "60000", "--file-bandwidth", "100000"
+    )
     f = generated_files(sim_dossiers(sim))[0]
     started = time.monotonic()
     body = requests.get(f["url_file"], timeout=30).content
@@ -395,7 +434,9 @@ def test_restart_keeps_marks_and_counts(simulator_factory, tmp_path):
     first.stop()
     second = simulator_factory("--dossiers", "99", "--seed", "5", state_dir=str(tmp_path))
     after = sim_dossiers(second)
-    assert [(d["mahoso"], d["synced"], d["mark_count"]) for d in after] == [(d["mahoso"], d["synced"], d["mark_count"]) for d in before]
+    assert [(d["mahoso"], d["synced"], d["mark_count"]) for d in after] == [
+        (d["mahoso"], d["synced"], d["mark_count"]) for d in before
+    ]
     assert stats(second)["logins"] == 1 and stats(second)["mark_calls"] == 1
     assert code not in sync_codes(second, token, {"madonvi": UNIT})  # the token survives the restart too
 
@@ -412,15 +453,24 @@ def test_designed_file_apis(simulator_factory):
     dossier = next(d for d in sim_dossiers(sim) if d["madonvi"] == UNIT and d["has_result"] and len(d["files"]) == 2)
     code, target = dossier["mahoso"], dossier["files"][-1]
 
-    body = {"madonvi": UNIT, "mahoso": code, "dataFile": [{"matailieu": target["matailieu"], "url_file": target["url_file"]}]}
+    body = {
+        "madonvi": UNIT,
+        "mahoso": code,
+        "dataFile": [{"matailieu": target["matailieu"], "url_file": target["url_file"]}],
+    }
     assert call(sim, "capnhattrangthaidongbofile", body, token).json() == UPDATED
     marked = sim_dossiers(sim, mahoso=code)[0]["files"][-1]
     assert marked["synced"] and marked["mark_count"] == 1
 
     call(sim, "capnhattrangthaidongbo", {"madonvi": UNIT, "dataHoso": [{"mahoso": code}]}, token)
     new_bytes = "Nội dung mới".encode() * 1000
-    replace = {"madonvi": UNIT, "mahoso": code, "matailieu": target["matailieu"], "ten_file": "Kết quả mới.pdf",
-               "noidung_base64": base64.b64encode(new_bytes).decode()}
+    replace = {
+        "madonvi": UNIT,
+        "mahoso": code,
+        "matailieu": target["matailieu"],
+        "ten_file": "Kết quả mới.pdf",
+        "noidung_base64": base64.b64encode(new_bytes).decode(),
+    }
     answer = call(sim, "capnhatfiletheoloaitailieu", replace, token).json()
     assert answer["status"] == 200 and answer["message"] == UPDATED["message"]
     assert requests.get(answer["url_file"], timeout=30).content == new_bytes
@@ -445,17 +495,31 @@ def test_invalid_bodies_get_400_in_the_documented_shape(simulator_factory):
     sim = simulator_factory()
     token = login(sim)
     error_shaped = ["dangnhap", "dongbodulieumotcua"]
-    status_shaped = ["capnhattrangthaidongbo", "capnhattrangthaidongbofile", "capnhatfiletheoloaitailieu", "xoafiletheoloaitailieu"]
+    status_shaped = [
+        "capnhattrangthaidongbo",
+        "capnhattrangthaidongbofile",
+        "capnhatfiletheoloaitailieu",
+        "xoafiletheoloaitailieu",
+    ]
     common = [b"", b"{", b"[]", b"null", b'"text"', b'{"madonvi": 5, "username": ["a"], "password": {}, "mahoso": 1}']
-    specific = {"capnhattrangthaidongbo": [b'{"madonvi": "x", "dataHoso": "not json"}', b'{"madonvi": "x", "dataHoso": []}',
-                                           b'{"madonvi": "x", "dataHoso": [{"mahoso": 7}]}'],
-                "dongbodulieumotcua": [b'{"madonvi": ""}', b'{"madonvi": "x", "tungay": 20200101}', b'{"madonvi": "\\ud800"}'],
-                "dangnhap": [b'{"username": "\\udfff", "password": "1"}'],
-                "capnhattrangthaidongbofile": [b'{"madonvi": "x", "mahoso": "y", "dataFile": []}']}
+    specific = {
+        "capnhattrangthaidongbo": [
+            b'{"madonvi": "x", "dataHoso": "not json"}',
+            b'{"madonvi": "x", "dataHoso": []}',
+            b'{"madonvi": "x", "dataHoso": [{"mahoso": 7}]}',
+        ],
+        "dongbodulieumotcua": [b'{"madonvi": ""}', b'{"madonvi": "x", "tungay": 20200101}', b'{"madonvi": "\\ud800"}'],
+        "dangnhap": [b'{"username": "\\udfff", "password": "1"}'],
+        "capnhattrangthaidongbofile": [b'{"madonvi": "x", "mahoso": "y", "dataFile": []}'],
+    }
     for name in error_shaped + status_shaped:
         for body in common + specific.get(name, []):
-            response = requests.post(sim.api_url + name, data=body, timeout=10,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            response = requests.post(
+                sim.api_url + name,
+                data=body,
+                timeout=10,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             assert response.status_code == 400, (name, body, response.text)
             expected_keys = {"error", "code"} if name in error_shaped else {"status", "message"}
             assert set(response.json()) == expected_keys, (name, body, response.text)
@@ -481,13 +545,18 @@ def test_sync_of_200000_dossiers_streams_in_bounded_memory(simulator_factory):
     token = login(sim)
     peak, count, tail, received = 0, 0, b"", 0
     marker = b'"mahoso"'
-    with requests.post(sim.api_url + "dongbodulieumotcua", json={"madonvi": UNIT}, timeout=120, stream=True,
-                       headers={"Authorization": f"Bearer {token}"}) as response:
+    with requests.post(
+        sim.api_url + "dongbodulieumotcua",
+        json={"madonvi": UNIT},
+        timeout=120,
+        stream=True,
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
         assert response.status_code == 200
         for number, chunk in enumerate(response.iter_content(256 * 1024)):
             window = tail + chunk
             count += window.count(marker)  # the tail is shorter than the marker: no match is counted twice
-            tail = window[-(len(marker) - 1):]
+            tail = window[-(len(marker) - 1) :]
             received += len(chunk)
             if number % 8 == 0:
                 peak = max(peak, process.memory_info().rss)

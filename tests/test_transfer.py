@@ -83,7 +83,9 @@ def test_stores_a_file_with_its_hash_size_and_type(server, source, store):
     assert client.get_object_tags(store.bucket, stored.object_key)["sha256"] == stored.sha256
     stat = client.stat_object(store.bucket, stored.object_key)
     assert stat.metadata["X-Amz-Meta-Source-Etag"] == '"v1"'
-    assert stat.metadata["Content-Disposition"] == "attachment; filename*=UTF-8''Gi%E1%BA%A5y%20t%E1%BB%9D%20kh%C3%A1c.pdf"
+    assert (
+        stat.metadata["Content-Disposition"] == "attachment; filename*=UTF-8''Gi%E1%BA%A5y%20t%E1%BB%9D%20kh%C3%A1c.pdf"
+    )
 
 
 def test_a_second_call_skips_the_file_already_stored(server, source, store, monkeypatch):
@@ -105,7 +107,9 @@ def test_a_second_call_skips_the_file_already_stored(server, source, store, monk
     assert second.model_dump(exclude={"stored_at"}) == first.model_dump(exclude={"stored_at"})
 
 
-def test_the_first_try_of_a_new_dossier_asks_the_store_nothing_and_any_later_try_does(server, source, store, monkeypatch):
+def test_the_first_try_of_a_new_dossier_asks_the_store_nothing_and_any_later_try_does(
+    server, source, store, monkeypatch
+):
     """The fetcher marks a dossier it never handed on before; only that dossier's first delivery skips
     the lookup of stored copies. A redelivery or a retry looks, and skips what is already there."""
     from services.downloader.handler import DownloadHandler

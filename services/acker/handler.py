@@ -60,7 +60,9 @@ class AckHandler:
         at = datetime.now(UTC)
         try:
             with self.engine.begin() as connection:
-                connection.execute(update(ho_so).where(ho_so.c.mahoso.in_(mahosos)).values(state="synced", synced_at=at))
+                connection.execute(
+                    update(ho_so).where(ho_so.c.mahoso.in_(mahosos)).values(state="synced", synced_at=at)
+                )
                 sync_state.record_status(connection, mahosos, sync_state.SYNCED)
         except sqlalchemy.exc.OperationalError as exc:
             # The one-stop system has them already; the retry marks them again (harmless) and records.

@@ -37,18 +37,43 @@ class DownloadHandler:
         unique = {object_key(dossier.madonvi, dossier.mahoso, a): a for a in dossier.files}
         # A dossier the fetcher never handed on before, on its first delivery, has nothing stored yet:
         # skip asking the store. Any later try looks first (an upload again would only repeat the work).
-        first_try = bool(delivery.headers.get(NEW_DOSSIER_HEADER)) and not delivery.redelivered and delivery.attempt == 0
+        first_try = (
+            bool(delivery.headers.get(NEW_DOSSIER_HEADER)) and not delivery.redelivered and delivery.attempt == 0
+        )
         stored = []
         for attachment in unique.values():
-            item = store_attachment(self.source, self.store, dossier.madonvi, dossier.mahoso, attachment,
-                                    part_size=self.part_size, look_first=not first_try)
+            item = store_attachment(
+                self.source,
+                self.store,
+                dossier.madonvi,
+                dossier.mahoso,
+                attachment,
+                part_size=self.part_size,
+                look_first=not first_try,
+            )
             stored.append(item)
         self.stored.add(dossier.mahoso)
         observability.DOSSIERS.labels("downloader").inc()
-        log.info("dossier %s: %d files stored", dossier.mahoso, len(stored),
-                 extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})
-        return Done([(INDEX, DossierStored(
-            mahoso=dossier.mahoso, madonvi=dossier.madonvi, tentochuccanhan=dossier.tentochuccanhan,
-            ngaynhan=dossier.ngaynhan, mathutuc=dossier.mathutuc, tenthutuc=dossier.tenthutuc,
-            files=stored, fetched_at=dossier.fetched_at,
-        ))])
+        log.info(
+            "dossier %s: %d files stored",
+            dossier.mahoso,
+            len(stored),
+            extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi},
+        )
+        return Done(
+            [
+                (
+                    INDEX,
+                    DossierStored(
+                        mahoso=dossier.mahoso,
+                        madonvi=dossier.madonvi,
+                        tentochuccanhan=dossier.tentochuccanhan,
+                        ngaynhan=dossier.ngaynhan,
+                        mathutuc=dossier.mathutuc,
+                        tenthutuc=dossier.tenthutuc,
+                        files=stored,
+                        fetched_at=dossier.fetched_at,
+                    ),
+                )
+            ]
+        )

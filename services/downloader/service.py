@@ -24,12 +24,19 @@ def build(settings: Settings) -> Consumer:
     # A downloader killed mid-upload leaves parts behind; no upload runs longer than a day.
     wait_until_ready(lambda: store.abort_stale_uploads(older_than=timedelta(days=1)), "the object store")
     source = FileSource.from_settings(settings)
-    handler = DownloadHandler(source, store, engine, part_size=settings.part_size, max_files=settings.max_files_per_dossier)
+    handler = DownloadHandler(
+        source, store, engine, part_size=settings.part_size, max_files=settings.max_files_per_dossier
+    )
     reporter = StatusReporter(engine, "downloader")
     consumer = Consumer(
-        service="downloader", amqp_url=settings.amqp_url.get_secret_value(), topology=Topology.from_settings(settings),
-        stage=DOWNLOAD, handle=one_at_a_time(handler), concurrency=settings.download_concurrency,
-        heartbeat=settings.heartbeat, on_failure=failure_recorder(engine, "downloader", reporter),
+        service="downloader",
+        amqp_url=settings.amqp_url.get_secret_value(),
+        topology=Topology.from_settings(settings),
+        stage=DOWNLOAD,
+        handle=one_at_a_time(handler),
+        concurrency=settings.download_concurrency,
+        heartbeat=settings.heartbeat,
+        on_failure=failure_recorder(engine, "downloader", reporter),
     )
     consumer.on_progress = reporter.progress
     return consumer

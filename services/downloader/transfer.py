@@ -44,8 +44,13 @@ def store_attachment(
         with source.open(attachment.url_file) as response:
             if existing is not None and _same_file(existing, response):
                 # Leaving the block closes the body unread: an identical file costs one GET's headers.
-                log.info("file already stored, skipped: mahoso=%s matailieu=%s key=%s", mahoso, attachment.matailieu, key,
-                         extra={"mahoso": mahoso, "madonvi": madonvi})
+                log.info(
+                    "file already stored, skipped: mahoso=%s matailieu=%s key=%s",
+                    mahoso,
+                    attachment.matailieu,
+                    key,
+                    extra={"mahoso": mahoso, "madonvi": madonvi},
+                )
                 observability.FILES.labels("skipped").inc()
                 return _stored_file(attachment, existing)
             return _upload(store, key, mahoso, attachment, response, part_size)
@@ -56,7 +61,9 @@ def store_attachment(
         # must not send a dossier whose files are all safe to the dead-letter queue.
         log.warning(
             "source of a stored file is gone, keeping the stored copy: mahoso=%s matailieu=%s key=%s",
-            mahoso, attachment.matailieu, key,
+            mahoso,
+            attachment.matailieu,
+            key,
         )
         return _stored_file(attachment, existing)
 
@@ -79,7 +86,10 @@ def _upload(
     if mismatch:
         log.warning(
             "file content does not match its name: mahoso=%s matailieu=%s ten_file=%r is %s",
-            mahoso, attachment.matailieu, attachment.ten_file, content_type,
+            mahoso,
+            attachment.matailieu,
+            attachment.ten_file,
+            content_type,
         )
     metadata = {
         "dongbo-content-type": content_type,
@@ -100,8 +110,14 @@ def _upload(
             raise TruncatedBody(f"{key}: read {len(data)} of {length} bytes")
         result = store.put_whole(key, data, content_type, metadata)
     else:
-        result = store.put_stream(key, itertools.chain([first], chunks) if first else chunks, length=length,
-                                  content_type=content_type, part_size=part_size, metadata=metadata)
+        result = store.put_stream(
+            key,
+            itertools.chain([first], chunks) if first else chunks,
+            length=length,
+            content_type=content_type,
+            part_size=part_size,
+            metadata=metadata,
+        )
         # The bytes minio read must be the whole source, and the store must hold exactly those bytes.
         if length is not None and result.size != length:
             raise TruncatedBody(f"{key}: read {result.size} of {length} bytes")
@@ -113,7 +129,12 @@ def _upload(
     observability.BYTES.inc(result.size)
     log.info(
         "stored file: mahoso=%s matailieu=%s key=%s size=%d sha256=%s",
-        mahoso, attachment.matailieu, key, result.size, result.sha256, extra={"mahoso": mahoso},
+        mahoso,
+        attachment.matailieu,
+        key,
+        result.size,
+        result.sha256,
+        extra={"mahoso": mahoso},
     )
     return StoredFile(
         matailieu=attachment.matailieu,

@@ -78,19 +78,32 @@ def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topol
     return result
 
 
-def _dead_letter_invalid(publisher: Publisher, engine: Engine, topology: Topology, item: InvalidDossier, state: dict | None) -> bool:
+def _dead_letter_invalid(
+    publisher: Publisher, engine: Engine, topology: Topology, item: InvalidDossier, state: dict | None
+) -> bool:
     """Parks a dossier the one-stop system sent malformed, once per version of it."""
     body = json.dumps(item.raw, ensure_ascii=False, default=str, sort_keys=True).encode("utf-8")
     digest = hashlib.sha256(body).hexdigest()
     if state is not None and state["status"] == sync_state.FAILED and state["source_hash"] == digest:
         return False
     reason = item.reason  # malformed-dossier, or too-many-files
-    headers = {REASON_HEADER: reason, ERROR_HEADER: item.error[:1000], SERVICE_HEADER: "fetcher",
-               QUEUE_HEADER: topology.queue(DOWNLOAD), ATTEMPTS_HEADER: 1,
-               MAHOSO_HEADER: item.mahoso or "", MADONVI_HEADER: item.madonvi}
+    headers = {
+        REASON_HEADER: reason,
+        ERROR_HEADER: item.error[:1000],
+        SERVICE_HEADER: "fetcher",
+        QUEUE_HEADER: topology.queue(DOWNLOAD),
+        ATTEMPTS_HEADER: 1,
+        MAHOSO_HEADER: item.mahoso or "",
+        MADONVI_HEADER: item.madonvi,
+    }
     publisher.publish_raw(topology.dead_letter_queue(DOWNLOAD), body, properties(None, headers))
-    log.error("dossier %s of unit %s is malformed and was dead-lettered: %s", item.mahoso, item.madonvi, item.error,
-              extra={"mahoso": item.mahoso, "madonvi": item.madonvi, "reason": reason})
+    log.error(
+        "dossier %s of unit %s is malformed and was dead-lettered: %s",
+        item.mahoso,
+        item.madonvi,
+        item.error,
+        extra={"mahoso": item.mahoso, "madonvi": item.madonvi, "reason": reason},
+    )
     if item.mahoso:
         with engine.begin() as connection:
             sync_state.record_failed_input(connection, item.mahoso, item.madonvi, digest, reason, item.error)

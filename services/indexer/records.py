@@ -35,12 +35,29 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
     updated = {name: stmt.excluded[name] for name in rows[0] if name not in ("mahoso", "state")}
     connection.execute(stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated), rows)
 
-    ids = dict(connection.execute(select(ho_so.c.mahoso, ho_so.c.id).where(ho_so.c.mahoso.in_([d.mahoso for d in dossiers]))).all())
-    files = [{
-        "ho_so_id": ids[d.mahoso], "mahoso": d.mahoso, "matailieu": f.matailieu, "tentailieu": f.tentailieu,
-        "ten_file": f.ten_file, "url_file": f.url_file, "object_key": f.object_key, "size": f.size, "sha256": f.sha256,
-        "content_type": f.content_type, "content_type_mismatch": f.content_type_mismatch, "stored_at": f.stored_at,
-    } for d in dossiers for f in {f.object_key: f for f in d.files}.values()]
+    ids = dict(
+        connection.execute(
+            select(ho_so.c.mahoso, ho_so.c.id).where(ho_so.c.mahoso.in_([d.mahoso for d in dossiers]))
+        ).all()
+    )
+    files = [
+        {
+            "ho_so_id": ids[d.mahoso],
+            "mahoso": d.mahoso,
+            "matailieu": f.matailieu,
+            "tentailieu": f.tentailieu,
+            "ten_file": f.ten_file,
+            "url_file": f.url_file,
+            "object_key": f.object_key,
+            "size": f.size,
+            "sha256": f.sha256,
+            "content_type": f.content_type,
+            "content_type_mismatch": f.content_type_mismatch,
+            "stored_at": f.stored_at,
+        }
+        for d in dossiers
+        for f in {f.object_key: f for f in d.files}.values()
+    ]
     # The set of files is the one just stored: rows of files no longer listed go.
     keep = [(row["ho_so_id"], row["object_key"]) for row in files]
     stale = delete(tai_lieu).where(tai_lieu.c.ho_so_id.in_(list(ids.values())))

@@ -83,15 +83,23 @@ def replace_file(body: FileReplaceRequest, request: Request):
     digest = hashlib.sha256(data).hexdigest()
     with transaction(sim.store.conn) as conn:
         old = attachments.files_of(conn, dossier_id, body.matailieu)
-        title = body.tentailieu or (old[0]["tentailieu"] if old else dict(vocab.CATALOG).get(body.matailieu, body.matailieu))
+        title = body.tentailieu or (
+            old[0]["tentailieu"] if old else dict(vocab.CATALOG).get(body.matailieu, body.matailieu)
+        )
         attachments.delete_files(conn, dossier_id, [row["id"] for row in old])
-        stamp = attachments.add_upload(conn, dossier_id, body.matailieu, title, body.ten_file, data, digest, sim.config.seed)
+        stamp = attachments.add_upload(
+            conn, dossier_id, body.matailieu, title, body.ten_file, data, digest, sim.config.seed
+        )
     url = attachments.url_file(sim.config.public_url, body.madonvi, stamp, body.ten_file, None)
     return {**UPDATED, "url_file": url}
 
 
-@router.post("/xoafiletheoloaitailieu", response_model=StatusBody, responses=STATUS_404,
-             summary="(8) Delete a dossier's file of a document type")
+@router.post(
+    "/xoafiletheoloaitailieu",
+    response_model=StatusBody,
+    responses=STATUS_404,
+    summary="(8) Delete a dossier's file of a document type",
+)
 def delete_file(body: FileDeleteRequest, request: Request):
     sim = sim_of(request)
     dossier_id = _dossier(sim, body.madonvi, body.mahoso)

@@ -71,10 +71,18 @@ def _file(sim: Sim, row, hashed: list) -> dict:
         text = content.page_text(row["mahoso"], row["matailieu"], row["ten_file"])
         sha256 = content.layout(sim.config.seed, row["file_id"], row["size"], text).sha256()
         hashed.append((sha256, row["file_id"]))
-    return {"matailieu": row["matailieu"], "tentailieu": row["tentailieu"], "ten_file": row["ten_file"],
-            "url_file": url_file(sim.config.public_url, row["madonvi"], row["stamp"], row["ten_file"], row["url_override"]),
-            "size": row["size"], "sha256": sha256, "fetch_count": row["fetch_count"], "kind": row["kind"],
-            "synced": bool(row["file_synced"]), "mark_count": row["file_marks"]}
+    return {
+        "matailieu": row["matailieu"],
+        "tentailieu": row["tentailieu"],
+        "ten_file": row["ten_file"],
+        "url_file": url_file(sim.config.public_url, row["madonvi"], row["stamp"], row["ten_file"], row["url_override"]),
+        "size": row["size"],
+        "sha256": sha256,
+        "fetch_count": row["fetch_count"],
+        "kind": row["kind"],
+        "synced": bool(row["file_synced"]),
+        "mark_count": row["file_marks"],
+    }
 
 
 @router.get("/health")

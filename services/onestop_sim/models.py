@@ -81,7 +81,9 @@ class DossierCode(Request):
 class MarkRequest(Request):
     madonvi: Unit
     # The document's table calls dataHoso a String: a JSON-encoded list is accepted too.
-    dataHoso: Annotated[list[DossierCode], Field(max_length=MAX_MARKS)] | Annotated[Text, Field(max_length=MAX_MARKS * 250)]
+    dataHoso: (
+        Annotated[list[DossierCode], Field(max_length=MAX_MARKS)] | Annotated[Text, Field(max_length=MAX_MARKS * 250)]
+    )
 
 
 class CatalogRequest(Request):

@@ -54,7 +54,9 @@ def dossier_json(row: tuple, file_rows: list[tuple], shape: str, public_url: str
     if files_value is not _MISSING:
         value["file_dinh_kem"] = files_value
     if mixed:
-        value.update(trangthai="Đã trả kết quả" if has_result else "Đang xử lý", ghichu=None, sotrang=dossier_id % 40 + 1)
+        value.update(
+            trangthai="Đã trả kết quả" if has_result else "Đang xử lý", ghichu=None, sotrang=dossier_id % 40 + 1
+        )
     return _dumps(value)
 
 
@@ -64,8 +66,15 @@ def outer_of(shape: str, response_number: int) -> str:
     return "data" if shape == "data" else "array"
 
 
-def sync_chunks(store: Store, conn: sqlite3.Connection, madonvi: str, date_range: tuple[str, str] | None,
-                shape: str, outer: str, public_url: str) -> Iterator[bytes]:
+def sync_chunks(
+    store: Store,
+    conn: sqlite3.Connection,
+    madonvi: str,
+    date_range: tuple[str, str] | None,
+    shape: str,
+    outer: str,
+    public_url: str,
+) -> Iterator[bytes]:
     """The whole response body in chunks of about CHUNK_BYTES. The same inputs give the same bytes."""
     opening = {"array": "[", "data": '{"data":[', "status": '{"status":200,"message":"Thành công","data":['}[outer]
     parts, size, count = [opening], len(opening), 0

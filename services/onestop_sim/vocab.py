@@ -53,7 +53,10 @@ RESULT_TITLE = "File trả kết quả"
 # The document-type catalog (loại tài liệu), also served by API 5 (danhmucloaitailieu).
 DOCUMENT_TYPES = (
     ("000.00.00.G12-KQ5586", "- Các văn bản, giấy tờ khác có liên quan (nếu có): 01 bản sao."),
-    ("000.00.00.G12-KQ5585", "Giấy giới thiệu kèm theo công văn đề nghị mua hóa đơn do người đứng đầu cơ quan ký, đóng dấu: 01 bản chính"),
+    (
+        "000.00.00.G12-KQ5585",
+        "Giấy giới thiệu kèm theo công văn đề nghị mua hóa đơn do người đứng đầu cơ quan ký, đóng dấu: 01 bản chính",
+    ),
     ("000.00.00.G12-KQ5584", "Đơn đề nghị mua hóa đơn: 01 bản chính"),
     ("000.00.00.G12-KQ5587", "Bản sao Căn cước công dân của người đến mua hóa đơn: 01 bản sao"),
     ("000.00.00.G12-KQ5590", "Tờ khai đăng ký mã số đơn vị có quan hệ với ngân sách: 01 bản chính"),
@@ -64,8 +67,15 @@ DOCUMENT_TYPES = (
 CATALOG = DOCUMENT_TYPES + ((RESULT_CODE, RESULT_TITLE),)
 
 FILE_TITLES = (
-    "Đơn đề nghị mua hóa đơn", "Giấy giới thiệu", "Công văn đề nghị", "Quyết định thành lập",
-    "Căn cước công dân", "Biên bản bàn giao", "Tờ khai", "Báo cáo quyết toán", "Hồ sơ kèm theo",
+    "Đơn đề nghị mua hóa đơn",
+    "Giấy giới thiệu",
+    "Công văn đề nghị",
+    "Quyết định thành lập",
+    "Căn cước công dân",
+    "Biên bản bàn giao",
+    "Tờ khai",
+    "Báo cáo quyết toán",
+    "Hồ sơ kèm theo",
 )
 RESULT_FILE_TITLES = ("Kết quả giải quyết", "Phiếu trả kết quả", "Quyết định phê duyệt")
 

@@ -112,7 +112,12 @@ class Consumer:
                 backoff = 0.5
             except CONNECTION_ERRORS as exc:
                 self.connected = False
-                log.warning("%s: broker connection lost (%s); reconnecting in %.1fs", self.service, exc or type(exc).__name__, backoff)
+                log.warning(
+                    "%s: broker connection lost (%s); reconnecting in %.1fs",
+                    self.service,
+                    exc or type(exc).__name__,
+                    backoff,
+                )
                 self.stopping.wait(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 30.0)
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -142,7 +147,13 @@ class Consumer:
             channel.basic_qos(prefetch_count=self.concurrency * self.batch_size)
             tag = channel.basic_consume(self.queue, self._on_message)
             self.connected = True
-            log.info("%s: consuming %s (%d workers, batches of %d)", self.service, self.queue, self.concurrency, self.batch_size)
+            log.info(
+                "%s: consuming %s (%d workers, batches of %d)",
+                self.service,
+                self.queue,
+                self.concurrency,
+                self.batch_size,
+            )
             context = (connection, channel, publisher, self.generation)
             self.context = context
             while not self.stopping.is_set():
@@ -168,14 +179,16 @@ class Consumer:
         headers = dict(props.headers or {})
         if not self.buffer:
             self.buffer_since = time.monotonic()
-        self.buffer.append(Delivery(
-            tag=method.delivery_tag,
-            body=body,
-            headers=headers,
-            redelivered=method.redelivered,
-            attempt=int(headers.get(ATTEMPT_HEADER, 0) or 0),
-            generation=self.generation,
-        ))
+        self.buffer.append(
+            Delivery(
+                tag=method.delivery_tag,
+                body=body,
+                headers=headers,
+                redelivered=method.redelivered,
+                attempt=int(headers.get(ATTEMPT_HEADER, 0) or 0),
+                generation=self.generation,
+            )
+        )
 
     def _dispatch(self, context) -> None:
         """Hands full (or old enough) batches to the workers."""
@@ -184,7 +197,7 @@ class Consumer:
             due = time.monotonic() - self.buffer_since >= self.batch_wait
             if len(self.buffer) < self.batch_size and not due:
                 return
-            batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
+            batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
             self.buffer_since = time.monotonic()
             self.in_flight += 1
             future = self.pool.submit(self._work, batch)
@@ -201,8 +214,12 @@ class Consumer:
             connection.process_data_events(time_limit=0.2)
             self._ack_confirmed(context)
         if self.in_flight or self.awaiting:
-            log.warning("%s: %d batches still running after %.0fs; the broker will hand them out again",
-                        self.service, self.in_flight, self.shutdown_grace)
+            log.warning(
+                "%s: %d batches still running after %.0fs; the broker will hand them out again",
+                self.service,
+                self.in_flight,
+                self.shutdown_grace,
+            )
 
     # -- worker threads -----------------------------------------------------------------------------
 
@@ -255,11 +272,20 @@ class Consumer:
         if isinstance(decision, Retry):
             headers = dict(delivery.headers, **{ATTEMPT_HEADER: decision.number})
             target = self.topology.retry_queue(self.stage, decision.number)
-            log.warning("%s: %s failed (%s); retry %d via %s", self.service, _name(delivery), decision.error, decision.number, target)
+            log.warning(
+                "%s: %s failed (%s); retry %d via %s",
+                self.service,
+                _name(delivery),
+                decision.error,
+                decision.number,
+                target,
+            )
             return [publisher.send_raw(target, delivery.body, properties(None, headers))]
         headers = dead_letter_headers(delivery, decision, self.service, self.queue)
         log.error("%s: %s dead-lettered (%s): %s", self.service, _name(delivery), decision.reason, decision.error)
-        return [publisher.send_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))]
+        return [
+            publisher.send_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))
+        ]
 
     def _schedule_acks(self, generation: int) -> None:
         """Confirms arrived (inside pika's I/O): acknowledge from the event loop, right away."""

@@ -108,7 +108,9 @@ def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> N
             tried += 1
             if attempts is not None and tried >= attempts:
                 raise
-            log.warning("%s: database not answering (%s); retrying in %.0fs", what, str(exc.orig or exc).splitlines()[0], delay)
+            log.warning(
+                "%s: database not answering (%s); retrying in %.0fs", what, str(exc.orig or exc).splitlines()[0], delay
+            )
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
     if problem := schema_problem(revision):

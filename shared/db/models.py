@@ -42,7 +42,9 @@ class TaiLieu(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("object_key", name="uq_tai_lieu_object_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    ho_so_id: int = Field(sa_column=Column(Integer, ForeignKey("ho_so.id", ondelete="CASCADE"), nullable=False, index=True))
+    ho_so_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("ho_so.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
     mahoso: str = Field(max_length=200, index=True)
     matailieu: str = Field(max_length=200)
     tentailieu: str = Field(default="", sa_type=Text)

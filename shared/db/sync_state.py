@@ -76,17 +76,35 @@ def record_published(connection: Connection, dossiers: Iterable[tuple[str, str, 
     connection.execute(stmt, rows)
 
 
-def record_failed_input(connection: Connection, mahoso: str, madonvi: str, source_hash: str, reason: str, error: str) -> None:
+def record_failed_input(
+    connection: Connection, mahoso: str, madonvi: str, source_hash: str, reason: str, error: str
+) -> None:
     """The fetcher could not accept this dossier as sent (it went to the dead-letter queue)."""
     at = now()
     stmt = insert_for(connection, table).values(
-        mahoso=mahoso, madonvi=madonvi, status=FAILED, source_hash=source_hash, publish_count=0, attempts=1,
-        last_reason=reason, last_error=error, last_error_at=at, first_seen_at=at, updated_at=at,
+        mahoso=mahoso,
+        madonvi=madonvi,
+        status=FAILED,
+        source_hash=source_hash,
+        publish_count=0,
+        attempts=1,
+        last_reason=reason,
+        last_error=error,
+        last_error_at=at,
+        first_seen_at=at,
+        updated_at=at,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["mahoso"],
-        set_={"status": FAILED, "source_hash": source_hash, "attempts": table.c.attempts + 1,
-              "last_reason": reason, "last_error": error, "last_error_at": at, "updated_at": at},
+        set_={
+            "status": FAILED,
+            "source_hash": source_hash,
+            "attempts": table.c.attempts + 1,
+            "last_reason": reason,
+            "last_error": error,
+            "last_error_at": at,
+            "updated_at": at,
+        },
     )
     connection.execute(stmt)
 
@@ -117,8 +135,13 @@ def record_status(connection: Connection, mahosos: Sequence[str], status: str) -
 def record_failure(connection: Connection, mahoso: str, madonvi: str, reason: str, error: str, final: bool) -> None:
     """A stage failed on this dossier: a retry is coming (`final=False`) or it was dead-lettered."""
     at = now()
-    values = {"attempts": table.c.attempts + 1, "last_reason": reason, "last_error": error,
-              "last_error_at": at, "updated_at": at}
+    values = {
+        "attempts": table.c.attempts + 1,
+        "last_reason": reason,
+        "last_error": error,
+        "last_error_at": at,
+        "updated_at": at,
+    }
     if final:
         values["status"] = FAILED
     result = connection.execute(update(table).where(table.c.mahoso == mahoso).values(**values))
@@ -129,7 +152,9 @@ def record_failure(connection: Connection, mahoso: str, madonvi: str, reason: st
 
 
 def counts_by_unit(connection: Connection) -> dict[str, dict[str, int]]:
-    rows = connection.execute(select(table.c.madonvi, table.c.status, func.count()).group_by(table.c.madonvi, table.c.status))
+    rows = connection.execute(
+        select(table.c.madonvi, table.c.status, func.count()).group_by(table.c.madonvi, table.c.status)
+    )
     result: dict[str, dict[str, int]] = {}
     for madonvi, status, count in rows:
         result.setdefault(madonvi, {s: 0 for s in STATUSES})[status] = count

@@ -77,7 +77,9 @@ class OneStopClient:
         self.max_response_bytes = max_response_bytes
         self.max_files_per_dossier = max_files_per_dossier
         self._owns_session = session is None
-        self._transport = Transport(self.base_url, session or new_session(), (connect_timeout, read_timeout), verify_tls)
+        self._transport = Transport(
+            self.base_url, session or new_session(), (connect_timeout, read_timeout), verify_tls
+        )
         self._retry = RetryPolicy(retries=retries, backoff=backoff)
         self._tokens = TokenCache(self._login_once)
 
@@ -85,10 +87,15 @@ class OneStopClient:
     def from_settings(cls, settings: Settings) -> OneStopClient:
         settings.require("onestop_url", "onestop_username", "onestop_password")
         return cls(
-            settings.onestop_url, settings.onestop_username, settings.onestop_password,
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-            verify_tls=settings.onestop_verify_tls, retries=settings.http_retries,
-            max_response_bytes=settings.max_sync_response_bytes, max_files_per_dossier=settings.max_files_per_dossier,
+            settings.onestop_url,
+            settings.onestop_username,
+            settings.onestop_password,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            verify_tls=settings.onestop_verify_tls,
+            retries=settings.http_retries,
+            max_response_bytes=settings.max_sync_response_bytes,
+            max_files_per_dossier=settings.max_files_per_dossier,
         )
 
     def __repr__(self) -> str:
@@ -146,7 +153,10 @@ class OneStopClient:
     # -- 3. sync dossiers -------------------------------------------------------------------------
 
     def fetch_dossiers(
-        self, madonvi: str, tungay: date | None = None, denngay: date | None = None,
+        self,
+        madonvi: str,
+        tungay: date | None = None,
+        denngay: date | None = None,
     ) -> Iterator[Dossier | InvalidDossier]:
         """Every dossier the one-stop system returns for a unit (and a range of the date received), streamed.
 
@@ -174,8 +184,10 @@ class OneStopClient:
         response = self._transport.post("dongbodulieumotcua", payload, what=what, token=token)
         try:
             items = parse_dossiers(
-                ResponseBody(response, what), madonvi,
-                max_files_per_dossier=self.max_files_per_dossier, max_bytes=self.max_response_bytes,
+                ResponseBody(response, what),
+                madonvi,
+                max_files_per_dossier=self.max_files_per_dossier,
+                max_bytes=self.max_response_bytes,
             )
             first = next(items, None)
         except BaseException:
@@ -222,7 +234,8 @@ class OneStopClient:
             return
         what = f"capnhattrangthaidongbofile for mahoso={mahoso} madonvi={madonvi} ({len(files)} files)"
         payload = {
-            "madonvi": madonvi, "mahoso": mahoso,
+            "madonvi": madonvi,
+            "mahoso": mahoso,
             "dataFile": [{"matailieu": matailieu, "url_file": url_file} for matailieu, url_file in files],
         }
         self._update("capnhattrangthaidongbofile", payload, what, MarkSyncedRejected)
@@ -232,7 +245,10 @@ class OneStopClient:
         """Puts a file in place of the dossier's file of that document type (`capnhatfiletheoloaitailieu`)."""
         what = f"capnhatfiletheoloaitailieu for mahoso={mahoso} madonvi={madonvi} matailieu={matailieu}"
         payload = {
-            "madonvi": madonvi, "mahoso": mahoso, "matailieu": matailieu, "ten_file": ten_file,
+            "madonvi": madonvi,
+            "mahoso": mahoso,
+            "matailieu": matailieu,
+            "ten_file": ten_file,
             "noidung_base64": base64.b64encode(content).decode("ascii"),
         }
         self._update("capnhatfiletheoloaitailieu", payload, what, OneStopRefused)
@@ -268,4 +284,6 @@ class OneStopClient:
         if not status_ok(body):
             status = body.get("status") if isinstance(body, dict) else None
             message = body.get("message") if isinstance(body, dict) else None
-            raise rejected(f"{what}: the one-stop system answered status {status!r} ({message or 'no message'}), not 200")
+            raise rejected(
+                f"{what}: the one-stop system answered status {status!r} ({message or 'no message'}), not 200"
+            )

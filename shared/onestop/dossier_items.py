@@ -103,7 +103,8 @@ def describe(exc: ValidationError) -> str:
     """A short, one-line summary of what failed: field paths and messages, never the values."""
     errors = exc.errors(include_url=False, include_input=False)
     parts = [
-        f"{'.'.join(str(part) for part in error['loc']) or 'dossier'}: {error['msg']}" for error in errors[:ERRORS_SHOWN]
+        f"{'.'.join(str(part) for part in error['loc']) or 'dossier'}: {error['msg']}"
+        for error in errors[:ERRORS_SHOWN]
     ]
     more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
     return "; ".join(parts) + more

@@ -15,7 +15,15 @@ from shared.errors import OneStopError, OneStopRefused, OneStopUnavailable, Toke
 
 # Words in an error message that mean the session, not the request, was refused. Not a bare "hết hạn"
 # (expired): a dossier can be "hết hạn" too, and a request error must not pass for a token error.
-_TOKEN_WORDS = ("token", "phiên đăng nhập", "phiên làm việc", "đăng nhập lại", "session", "unauthorized", "unauthenticated")
+_TOKEN_WORDS = (
+    "token",
+    "phiên đăng nhập",
+    "phiên làm việc",
+    "đăng nhập lại",
+    "session",
+    "unauthorized",
+    "unauthenticated",
+)
 
 MESSAGE_LIMIT = 300  # a server's error text goes into logs and exceptions: keep it short
 

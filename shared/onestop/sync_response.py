@@ -82,7 +82,9 @@ def _items_of_object(reader: BodyReader, what: str, call: str) -> Iterator[Any]:
     if key is None:
         if nested:
             # Dossiers hidden somewhere unknown must not pass for "nothing to sync".
-            raise MalformedResponse(f"{what} is an object without a list of dossiers (it holds {', '.join(nested[:5])})")
+            raise MalformedResponse(
+                f"{what} is an object without a list of dossiers (it holds {', '.join(nested[:5])})"
+            )
         return
     # ijson joins keys with dots without escaping them, so the key as is matches its own prefix.
     yield from ijson.items(reader, f"{key}.item")
