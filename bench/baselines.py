@@ -78,8 +78,9 @@ def sequential_script(api_url: str, units: list[str], *, username: str, password
             with engine.begin() as db:
                 ho_so_id = db.execute(
                     sqlalchemy.text(
-                        "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, ngaynhan, mathutuc, tenthutuc, file_count, "
-                        "state, indexed_at, synced_at) VALUES (:mahoso, :madonvi, :ten, :ngay, :ma, :tt, :n, 'synced', :now, :now) "
+                        "INSERT INTO ho_so (mahoso, madonvi, tentochuccanhan, ngaynhan, mathutuc, tenthutuc, "
+                        "file_count, state, indexed_at, synced_at) "
+                        "VALUES (:mahoso, :madonvi, :ten, :ngay, :ma, :tt, :n, 'synced', :now, :now) "
                         "RETURNING id"
                     ),
                     {
@@ -96,8 +97,9 @@ def sequential_script(api_url: str, units: list[str], *, username: str, password
                 for attachment, key, size, sha256, content_type in stored:
                     db.execute(
                         sqlalchemy.text(
-                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, "
-                            "size, sha256, content_type, content_type_mismatch, stored_at) VALUES (:id, :mahoso, :ma, :ten, "
+                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, "
+                            "object_key, size, sha256, content_type, content_type_mismatch, stored_at) "
+                            "VALUES (:id, :mahoso, :ma, :ten, "
                             ":file, :url, :key, :size, :sha, :ct, false, :now)"
                         ),
                         {

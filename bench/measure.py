@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -103,10 +104,8 @@ class RssSampler:
                 times = process.cpu_times()
                 cpu = times.user + times.system
             for child in process.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss += child.memory_info().rss
-                except psutil.Error:
-                    pass
         except psutil.Error:
             return
         if rss > self._peak.get(pid, 0):
@@ -169,10 +168,8 @@ class CpuDelta:
         for name, pid in processes.items():
             if pid is None:
                 continue
-            try:
+            with contextlib.suppress(psutil.Error):
                 self._processes[name] = psutil.Process(pid)
-            except psutil.Error:
-                pass
         self._start = self._read()
 
     def _read(self) -> dict[str, float]:
@@ -180,7 +177,8 @@ class CpuDelta:
         for name, process in self._processes.items():
             try:
                 times = process.cpu_times()
-                values[name] = times.user + times.system + getattr(times, "children_user", 0) + getattr(times, "children_system", 0)
+                children = getattr(times, "children_user", 0) + getattr(times, "children_system", 0)
+                values[name] = times.user + times.system + children
             except psutil.Error:
                 pass
         return values

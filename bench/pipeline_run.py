@@ -3,6 +3,7 @@ the simulator holds is marked synced."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -117,10 +118,8 @@ def _lines(process) -> list[dict]:
     lines = []
     for text in process.log().splitlines():
         if text.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 lines.append(json.loads(text))
-            except ValueError:
-                pass
     return lines
 
 

@@ -3,8 +3,9 @@
 `python -m bench.run --profile DIR` attaches `py-spy record` to every service process of every pipeline
 run and writes one folded-stack file per process. By default it samples only threads that are running
 (where the CPU goes: what counts on the CPU-bound loopback link); with `--profile-idle` it samples
-waiting threads too (where the wall-clock time goes: what counts on the WAN-like link). `python -m bench.profile FILE...` prints where the samples fall: the
-functions that include the most samples, and the lines that hold the most on their own.
+waiting threads too (where the wall-clock time goes: what counts on the WAN-like link).
+`python -m bench.profile FILE...` prints where the samples fall: the functions that include the most samples,
+and the lines that hold the most on their own.
 """
 
 from __future__ import annotations

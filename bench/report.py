@@ -107,7 +107,7 @@ def targets(results: list[Result], memory: list[dict]) -> list[dict]:
             continue
         best = min(pipelines, key=lambda r: r.wall_s)
         plain = plain_for(results, best)
-        floor = floor_for(results, best)
+        floor_for(results, best)
         limit = STANDARD_TARGET if workload == "standard" else TINY_TARGET if workload == "tiny" else None
         if plain and limit:
             ratio = best.wall_s / plain.wall_s
@@ -119,7 +119,8 @@ def targets(results: list[Result], memory: list[dict]) -> list[dict]:
                     "value": round(ratio, 2),
                     "limit": limit,
                     "ok": ratio <= limit,
-                    "detail": f"pipeline {_shape(best)} {best.wall_s:.1f}s vs plain copy {plain.threads} threads {plain.wall_s:.1f}s"
+                    "detail": f"pipeline {_shape(best)} {best.wall_s:.1f}s "
+                    f"vs plain copy {plain.threads} threads {plain.wall_s:.1f}s"
                     + (
                         f"; without the pipeline's {best.startup_s:.1f}s start-up: "
                         f"{(best.wall_s - best.startup_s) / plain.wall_s:.2f}×"
@@ -139,7 +140,8 @@ def targets(results: list[Result], memory: list[dict]) -> list[dict]:
             speedup = sequential.wall_s / best.wall_s
             checks.append(
                 {
-                    "target": f"{workload}, {link}: fastest pipeline at least {SEQUENTIAL_TARGET:g}× faster than the sequential script",
+                    "target": f"{workload}, {link}: fastest pipeline at least {SEQUENTIAL_TARGET:g}× faster "
+                    "than the sequential script",
                     "value": round(speedup, 2),
                     "limit": SEQUENTIAL_TARGET,
                     "ok": speedup >= SEQUENTIAL_TARGET,
@@ -196,7 +198,8 @@ def table(results: list[Result]) -> str:
     """A Markdown table; one block per link and workload."""
     head = (
         "| link | workload | method | workers × threads | dossiers | MB | wall s | dossiers/s | MB/s "
-        "| ÷ plain (same threads) | ÷ fastest plain | CPU s (all) | RSS MB fetcher | downloaders Σ (max) | indexer | acker |"
+        "| ÷ plain (same threads) | ÷ fastest plain | CPU s (all) "
+        "| RSS MB fetcher | downloaders Σ (max) | indexer | acker |"
     )
     rule = "|" + "---|" * (head.count("|") - 1)
     lines = [head, rule]
@@ -210,7 +213,8 @@ def table(results: list[Result]) -> str:
                 f"| {r.dossiers_per_s:.1f} | {r.mb_per_s:.1f} "
                 f"| {(f'{r.wall_s / plain.wall_s:.2f}×' if plain else '–')} "
                 f"| {(f'{r.wall_s / floor.wall_s:.2f}×' if floor else '–')} | {sum(r.cpu_s.values()):.0f} "
-                f"| {_rss(r, 'fetcher')} | {_rss(r, 'downloader', both=True)} | {_rss(r, 'indexer')} | {_rss(r, 'acker')} |"
+                f"| {_rss(r, 'fetcher')} | {_rss(r, 'downloader', both=True)} "
+                f"| {_rss(r, 'indexer')} | {_rss(r, 'acker')} |"
             )
     return "\n".join(lines)
 
@@ -248,8 +252,10 @@ def targets_table(checks: list[dict]) -> str:
 def stages_table(results: list[Result]) -> str:
     """Where a pipeline run's time went: start-up, and when each stage finished its last dossier."""
     lines = [
-        "| link | workload | workers × threads | wall s | start-up s | after start-up s | fetcher done | first file | downloads done | indexed | acked "
-        "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL | retries / dead letters |",
+        "| link | workload | workers × threads | wall s | start-up s | after start-up s | fetcher done | first file "
+        "| downloads done | indexed | acked "
+        "| CPU s: fetcher | downloaders | indexer | acker | simulator | S3 | RabbitMQ | PostgreSQL "
+        "| retries / dead letters |",
         "|" + "---|" * 20,
     ]
     for r in results:
@@ -262,8 +268,10 @@ def stages_table(results: list[Result]) -> str:
             f"| {r.link} | {r.workload} | {_shape(r)} | {r.wall_s:.1f} | {startup} | {after} "
             f"| {get(s, 'fetcher_last')} | {get(s, 'downloader_first')} | {get(s, 'downloader_last')} "
             f"| {get(s, 'indexer_last')} | {get(s, 'acker_last')} | {get(c, 'fetcher')} | {get(c, 'downloader')} "
-            f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} | {get(c, 'rabbitmq')} | {get(c, 'postgresql')} "
-            f"| {r.retries if r.retries is not None else '–'} / {r.dead_letters if r.dead_letters is not None else '–'} |"
+            f"| {get(c, 'indexer')} | {get(c, 'acker')} | {get(c, 'simulator')} | {get(c, 's3')} "
+            f"| {get(c, 'rabbitmq')} | {get(c, 'postgresql')} "
+            f"| {r.retries if r.retries is not None else '–'} "
+            f"/ {r.dead_letters if r.dead_letters is not None else '–'} |"
         )
     return "\n".join(lines)
 

@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dossiers",
         type=int,
         default=None,
-        help="dossiers seeded on the loopback link (default 1000; a full run takes about 25 minutes on 2 cores; quick: 20)",
+        help="dossiers seeded on the loopback link "
+        "(default 1000; a full run takes about 25 minutes on 2 cores; quick: 20)",
     )
     p.add_argument(
         "--wan-dossiers",
@@ -87,7 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="attach py-spy to every pipeline service and write folded stacks to DIR (python -m bench.profile reads them)",
+        help="attach py-spy to every pipeline service and write folded stacks to DIR "
+        "(python -m bench.profile reads them)",
     )
     p.add_argument(
         "--profile-idle", action="store_true", help="with --profile: sample waiting threads too (wall-clock view)"
@@ -247,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine()
     log(
         f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, Python {info['python']}, "
-        f"RabbitMQ {info['rabbitmq']}, PostgreSQL {info['postgresql']}, {info['s3']}; load {info['load_average_at_start']}"
+        f"RabbitMQ {info['rabbitmq']}, PostgreSQL {info['postgresql']}, {info['s3']}; "
+        f"load {info['load_average_at_start']}"
     )
     steps = [] if args.memory else plan(args)
     settings = {

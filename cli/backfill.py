@@ -15,9 +15,13 @@ import re
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cli.common import one_line, operator_command, redact_url
 from shared.errors import ConfigError, DongboError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 DAY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
 
@@ -147,10 +151,10 @@ class WindowStore:
             raise ConfigError(f"DONGBO_DATABASE_URL: {problem}")
 
     @property
-    def table(self):
+    def table(self) -> Table:
         from shared.db.models import BackfillWindow
 
-        return BackfillWindow.__table__
+        return BackfillWindow.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
 
     def finished(self, madonvi: str, start: date, end: date) -> list[tuple[date, date]]:
         from sqlalchemy import select
@@ -166,7 +170,9 @@ class WindowStore:
 
         values = {"dossiers": dossiers, "finished_at": datetime.now(UTC)}
         with self.engine.begin() as connection:
-            stmt = insert_for(connection, self.table).values(madonvi=madonvi, tungay=window[0], denngay=window[1], **values)
+            stmt = insert_for(connection, self.table).values(
+                madonvi=madonvi, tungay=window[0], denngay=window[1], **values
+            )
             connection.execute(stmt.on_conflict_do_update(index_elements=["madonvi", "tungay", "denngay"], set_=values))
 
     def forget(self, madonvi: str, start: date, end: date) -> int:
@@ -191,27 +197,24 @@ class Backfill:
     def run(self) -> int:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from shared.broker.connection import CONNECTION_ERRORS, connect
-        from shared.broker.publisher import Publisher
+        from shared.broker.connection import CONNECTION_ERRORS
+        from shared.broker.session import BrokerSession
         from shared.broker.topology import Topology
         from shared.onestop import OneStopClient
 
         settings = self.settings
         client = OneStopClient.from_settings(settings)
         url = settings.amqp_url.get_secret_value()
+        topology = Topology.from_settings(settings)
         started = time.monotonic()
         current = "starting"
         try:
-            connection = connect(url, "backfill", settings.heartbeat)
+            session = BrokerSession.open(url, "backfill", topology, heartbeat=settings.heartbeat)
         except CONNECTION_ERRORS as exc:
             client.close()
             print(f"dongbo backfill: cannot connect to RabbitMQ at {redact_url(url)}: {one_line(exc)}", file=sys.stderr)
             return 1
         try:
-            topology = Topology.from_settings(settings)
-            channel = connection.channel()
-            topology.declare(channel)
-            publisher = Publisher(channel, topology)
             for unit in self.units:
                 finished = self.store.finished(unit, self.plan[0][0], self.plan[-1][1])
                 for window in self.plan:
@@ -222,10 +225,10 @@ class Backfill:
                         self.progress.show(f"{current}: finished earlier")
                         continue
                     self.progress.show(f"{current}: reading", starting=True)
-                    self.pull(client, publisher, topology, unit, window)
+                    self.pull(client, session.publisher, topology, unit, window)
                     self.progress.done += 1
                     self.progress.show(current)
-                    connection.process_data_events(0)  # heartbeats, between two long calls
+                    session.connection.process_data_events(0)  # heartbeats, between two long calls
         except KeyboardInterrupt:
             self.progress.end_line()
             print(
@@ -245,8 +248,7 @@ class Backfill:
             return 1
         finally:
             client.close()
-            if connection.is_open:
-                connection.close()
+            session.close()
         self.progress.end_line()
         p = self.progress
         print(

@@ -6,38 +6,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ConfigError
-from shared.logs import redact
+from shared.logs import one_line, redact, redact_url
 
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***` (the user name stays: it helps and is not secret)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return redact(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return redact(urlunsplit(parts._replace(netloc=netloc)))
-
-
-def one_line(exc: BaseException) -> str:
-    """An error as one short line without secrets; pika's and SQLAlchemy's errors wrap the useful one."""
-    seen = 0
-    while seen < 5:  # pika: AMQPConnectionError(AMQPConnectorSocketConnectError(ConnectionRefusedError(...)))
-        # SQLAlchemy's .orig, urllib3's .reason, pika's .exception, or a lone argument.
-        inner = (getattr(exc, "orig", None) or getattr(exc, "reason", None) or getattr(exc, "exception", None)
-                 or (exc.args[0] if len(exc.args) == 1 else None))
-        if not isinstance(inner, BaseException):
-            break
-        exc, seen = inner, seen + 1
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return redact(text)
+__all__ = ["one_line", "operator_command", "prepare", "redact", "redact_url", "table"]
 
 
 def prepare(settings) -> None:

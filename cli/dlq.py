@@ -65,8 +65,8 @@ def _positive(text: str) -> int:
 def run_dlq(settings, args: argparse.Namespace) -> int:
     import pika.exceptions
 
-    from shared.broker.connection import CONNECTION_ERRORS, connect
-    from shared.broker.publisher import Publisher
+    from shared.broker.connection import CONNECTION_ERRORS
+    from shared.broker.session import BrokerSession
 
     if args.dlq_command == "purge" and not (args.yes or args.dry_run) and not _confirmed(args):
         print("dongbo dlq: purge deletes dead letters for good; add --yes (see them first with `dongbo dlq show`)",
@@ -75,22 +75,20 @@ def run_dlq(settings, args: argparse.Namespace) -> int:
     topology = Topology.from_settings(settings)
     stages = WORK_QUEUES if args.queue == "all" else (args.queue,)
     selection = Selection(set(args.unit), set(args.reason), set(args.mahoso))
-    command = COMMANDS[args.dlq_command](args, topology)
     url = settings.amqp_url.get_secret_value()
     try:
-        connection = connect(url, "dlq", settings.heartbeat)
+        # Declares the topology: a missing dead-letter or work queue is created, as the services would.
+        session = BrokerSession.open(url, "dlq", topology, heartbeat=settings.heartbeat)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        print(f"dongbo dlq: declaring the queues failed ({one_line(exc)}); do DONGBO_QUEUE_PREFIX, "
+              "DONGBO_RETRY_DELAYS and DONGBO_DELIVERY_LIMIT match the services' settings?", file=sys.stderr)
+        return 1
     except CONNECTION_ERRORS as exc:
         print(f"dongbo dlq: cannot connect to RabbitMQ at {redact_url(url)}: {one_line(exc)}", file=sys.stderr)
         return 1
+    channel, publisher = session.channel, session.publisher
+    command = COMMANDS[args.dlq_command](args, topology, publisher)
     try:
-        channel = connection.channel()
-        try:
-            topology.declare(channel)  # a missing dead-letter or work queue is created, as the services would
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            print(f"dongbo dlq: declaring the queues failed ({one_line(exc)}); do DONGBO_QUEUE_PREFIX, "
-                  "DONGBO_RETRY_DELAYS and DONGBO_DELIVERY_LIMIT match the services' settings?", file=sys.stderr)
-            return 1
-        command.publisher = publisher = Publisher(channel, topology)
         for stage in stages:
             limit = None if args.limit is None else args.limit - command.matched
             if limit == 0:
@@ -104,8 +102,7 @@ def run_dlq(settings, args: argparse.Namespace) -> int:
         print(f"dongbo dlq: the broker refused a message ({one_line(exc)}) {command.interrupted()}", file=sys.stderr)
         return 1
     finally:
-        if connection.is_open:
-            connection.close()
+        session.close()
     command.finish(stages)
     return 0
 
@@ -120,9 +117,9 @@ def _confirmed(args) -> bool:
 class Listing:
     """`list`: counts by queue and reason; every message is given back."""
 
-    def __init__(self, args, topology: Topology):
+    def __init__(self, args, topology: Topology, publisher: Publisher):
         self.args, self.topology, self.matched = args, topology, 0
-        self.publisher: Publisher | None = None
+        self.publisher = publisher
         self.counts: dict[str, Counter] = {}
         self.units: Counter = Counter()
 
@@ -156,7 +153,7 @@ class Listing:
                 )
             )
             return
-        rows = []
+        rows: list[list[object]] = []
         for queue, counts in queues.items():
             rows.extend([queue, reason, n] for reason, n in counts.most_common())
             if not counts:
@@ -168,8 +165,8 @@ class Listing:
 class Showing(Listing):
     """`show`: each matching message; every message is given back."""
 
-    def __init__(self, args, topology: Topology):
-        super().__init__(args, topology)
+    def __init__(self, args, topology: Topology, publisher: Publisher):
+        super().__init__(args, topology, publisher)
         self.letters: list[dict] = []
 
     def act(self, letter: DeadLetter) -> bool:
@@ -209,9 +206,9 @@ class Moving:
 
     action, past = "", ""
 
-    def __init__(self, args, topology: Topology):
+    def __init__(self, args, topology: Topology, publisher: Publisher):
         self.args, self.topology, self.matched = args, topology, 0
-        self.publisher: Publisher | None = None  # set once connected
+        self.publisher = publisher
         self.done: dict[str, list[str]] = {}
         self.settled = 0
 

@@ -56,8 +56,12 @@ def health_of(is_connected: Callable[[], bool], last_turn: Callable[[], float], 
     return check
 
 
-def serve(port: int, check: HealthCheck) -> ThreadingHTTPServer | None:
-    """Starts the metrics and health server in a daemon thread; port 0 means off."""
+def serve(port: int, check: HealthCheck, host: str = "127.0.0.1") -> ThreadingHTTPServer | None:
+    """Starts the metrics and health server in a daemon thread; port 0 means off.
+
+    It binds the loopback address unless `host` (DONGBO_METRICS_HOST) names another: the counters tell
+    anyone who can reach them how much the archive holds and when it fails.
+    """
     if not port:
         return None
 
@@ -81,7 +85,7 @@ def serve(port: int, check: HealthCheck) -> ThreadingHTTPServer | None:
         def log_message(self, *args) -> None:  # health probes would flood the log
             pass
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    log.info("metrics and health on :%d (/metrics, /healthz)", port)
+    log.info("metrics and health on %s:%d (/metrics, /healthz)", host, port)
     return server

@@ -1,6 +1,8 @@
 """What every service does around its own work: settings, logging, signals, health, exit codes.
 
-A service is built from the settings by its `build(settings)` and then `run()` until `stop()`.
+A service is built from the settings by its `build(settings)` and then `run()` until `stop()`. The three
+queue services (downloader, indexer, acker) differ only in their queue, their handler and its tuning:
+`queue_service()` builds them all the same way.
 A wrong setting ends the process with one line naming it and exit code 2; SIGTERM and SIGINT stop it
 gracefully (exit 0).
 """
@@ -16,17 +18,23 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.engine import Engine
 
 from shared import observability
+from shared.backoff import Backoff
+from shared.broker.consumer import BatchHandler, Consumer
+from shared.broker.outcome import DeadLetter, Decision, Delivery, Retry
+from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER
+from shared.broker.topology import Topology
 from shared.db import sync_state
+from shared.db.engine import make_engine, wait_for_schema
 from shared.db.models import ServiceStatus
 from shared.db.sync_state import insert_for
 from shared.errors import ConfigError
-from shared.logs import add_secret, setup_logging
+from shared.logs import add_secret, add_url_secret, one_line, setup_logging
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -43,9 +51,9 @@ def register_secrets(settings: Settings) -> None:
         if secret is not None:
             add_secret(secret.get_secret_value())
     for url in (settings.amqp_url, settings.database_url):
-        value = url.get_secret_value()
-        if "@" in value and ":" in value.split("@")[0].split("//")[-1]:
-            add_secret(value.split("@")[0].split("//")[-1].split(":", 1)[1])
+        add_url_secret(url.get_secret_value())
+    if settings.onestop_proxy:
+        add_url_secret(settings.onestop_proxy)
 
 
 def main(name: str, build: Callable[[Settings], Service], settings: Settings | None = None) -> int:
@@ -68,14 +76,17 @@ def main(name: str, build: Callable[[Settings], Service], settings: Settings | N
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    observability.serve(settings.metrics_port, service.health)
+    observability.serve(settings.metrics_port, service.health, host=settings.metrics_host)
     log.info("%s: starting", name)
     status = service.run()
     return status if isinstance(status, int) else 0  # a one-shot run reports whether it did its work
 
 
 class StatusReporter:
-    """Writes this process's last progress and last error to `service_status`, at most every few seconds."""
+    """Writes this process's last progress and last error to `service_status`, at most every few seconds.
+
+    Building one writes nothing: `start()` records the start (or the first progress or error does).
+    """
 
     def __init__(self, engine: Engine, service: str, every: float = 5.0):
         self.engine = engine
@@ -84,6 +95,11 @@ class StatusReporter:
         self.every = every
         self._last_write = 0.0
         self._lock = threading.Lock()
+        self._started = False
+
+    def start(self) -> None:
+        """Records that this instance started, with no error yet."""
+        self._started = True
         self._write({"started_at": _now(), "last_error": None, "last_error_at": None}, insert=True)
 
     def progress(self) -> None:
@@ -97,8 +113,11 @@ class StatusReporter:
     def error(self, text: str) -> None:
         self._write({"last_error": text[:2000], "last_error_at": _now()})
 
-    def _write(self, values: dict, insert: bool = False) -> None:
-        table = ServiceStatus.__table__
+    def _write(self, values: dict[str, Any], insert: bool = False) -> None:
+        if not self._started:  # nobody called start(): the first write records it
+            self._started, insert = True, True
+            values = {"started_at": _now(), "last_error": None, "last_error_at": None, **values}
+        table: Table = ServiceStatus.__table__  # type: ignore[attr-defined]  # set by SQLModel, not in its stubs
         try:
             with self.engine.begin() as connection:
                 sync_state.informational(connection)
@@ -115,12 +134,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def failure_recorder(engine: Engine, service: str, reporter: StatusReporter):
+def failure_recorder(engine: Engine, service: str, reporter: StatusReporter) -> Callable[[Delivery, Decision], None]:
     """The consumer's failure hook: the dossier's sync state and the service status say what went wrong."""
-    from shared.broker.outcome import DeadLetter
-    from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER
 
-    def record(delivery, decision) -> None:
+    def record(delivery: Delivery, decision: Decision) -> None:
+        if not isinstance(decision, DeadLetter | Retry):
+            return
         final = isinstance(decision, DeadLetter)
         observability.FAILURES.labels(service, decision.reason, "dead-letter" if final else "retry").inc()
         reporter.error(f"{decision.reason}: {decision.error}")
@@ -134,15 +153,66 @@ def failure_recorder(engine: Engine, service: str, reporter: StatusReporter):
     return record
 
 
+class QueueService:
+    """A queue service: the consumer of its stage, and the status row it keeps up to date."""
+
+    def __init__(self, consumer: Consumer, reporter: StatusReporter):
+        self.consumer = consumer
+        self.reporter = reporter
+
+    def run(self) -> None:
+        self.reporter.start()
+        self.consumer.run()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+    def health(self) -> tuple[bool, str]:
+        return self.consumer.health()
+
+
+def queue_service(
+    settings: Settings,
+    name: str,
+    stage: str,
+    make_handler: Callable[[Engine], BatchHandler],
+    *,
+    concurrency: int = 1,
+    batch_size: int = 1,
+    batch_wait: float = 0.0,
+) -> QueueService:
+    """Builds a queue service: waits for the current schema, then wires the handler to its queue."""
+    engine = make_engine(settings.database_url.get_secret_value())
+    wait_for_schema(engine, name)
+    handle = make_handler(engine)
+    reporter = StatusReporter(engine, name)
+    consumer = Consumer(
+        service=name,
+        amqp_url=settings.amqp_url.get_secret_value(),
+        topology=Topology.from_settings(settings),
+        stage=stage,
+        handle=handle,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        batch_wait=batch_wait,
+        heartbeat=settings.heartbeat,
+        on_failure=failure_recorder(engine, name, reporter),
+        on_progress=reporter.progress,
+    )
+    return QueueService(consumer, reporter)
+
+
 def wait_until_ready(action: Callable[[], object], what: str, max_delay: float = 30.0):
     """Runs a start-up step until it stops failing with a transient error (a store still starting)."""
     from shared.errors import TransientError
 
-    delay = 0.5
+    backoff = Backoff(first=0.5, cap=max_delay)
     while True:
         try:
             return action()
         except TransientError as exc:
-            log.warning("%s not ready (%s); retrying in %.0fs", what, exc, delay)
+            delay = backoff.next()
+            # One line per attempt; the traceback only at DEBUG.
+            log.warning("%s not ready (%s); next try in %.1fs", what, one_line(exc), delay)
+            log.debug("%s not ready", what, exc_info=True)
             time.sleep(delay)
-            delay = min(delay * 2, max_delay)

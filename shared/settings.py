@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
@@ -39,8 +39,22 @@ class FileSecretsSource(EnvSettingsSource):
         return values
 
 
+class OneStopAccess(BaseModel):
+    """What a client of the one-stop system needs, all of it given: `Settings.onestop()` builds it or says what
+    is missing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    username: str
+    password: SecretStr
+    verify_tls: bool = True
+    proxy: str | None = None
+
+
 class Settings(BaseSettings):
-    """The whole configuration. Required values are checked per service by `require()`."""
+    """The whole configuration. What a service cannot run without is checked by the typed accessors
+    (`onestop()`, `unit_codes()`, `required_file_hosts()`), which raise ConfigError naming the setting."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore", validate_default=True)
 
@@ -49,6 +63,8 @@ class Settings(BaseSettings):
     onestop_username: str | None = None
     onestop_password: SecretStr | None = None
     onestop_verify_tls: bool = True
+    # The one proxy the one-stop client uses; without it, HTTP(S)_PROXY, NO_PROXY and ~/.netrc are ignored.
+    onestop_proxy: str | None = None
     units: CommaList = Field(default_factory=list)
 
     # The three stores.
@@ -91,6 +107,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool | None = None
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Loopback by default: metrics and health are for the host's own scraper and health check.
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("units", "allowed_file_hosts", "retry_delays", mode="before")
     @classmethod
@@ -108,6 +126,16 @@ class Settings(BaseSettings):
                     raise ValueError
             except ValueError:
                 raise ValueError(f"retry delays must be positive seconds, got {part!r}") from None
+        return value
+
+    @field_validator("onestop_proxy")
+    @classmethod
+    def proxy_is_http(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
+            raise ValueError("must be an http://, https:// or socks5:// URL")
         return value
 
     @field_validator("onestop_url")
@@ -145,9 +173,8 @@ class Settings(BaseSettings):
         """Hosts attachments may come from: the setting, or else the one-stop URL's own host."""
         if self.allowed_file_hosts:
             return frozenset(host.lower() for host in self.allowed_file_hosts)
-        if self.onestop_url:
-            return frozenset({urlsplit(self.onestop_url).hostname.lower()})
-        return frozenset()
+        hostname = urlsplit(self.onestop_url).hostname if self.onestop_url else None
+        return frozenset({hostname.lower()}) if hostname else frozenset()
 
     @property
     def retry_delay_seconds(self) -> list[float]:
@@ -158,12 +185,40 @@ class Settings(BaseSettings):
         """First try plus one retry per delay step."""
         return len(self.retry_delays) + 1
 
+    def onestop(self) -> OneStopAccess:
+        """The one-stop system's address and account; ConfigError names the first setting not given."""
+        url, username, password = self.onestop_url, self.onestop_username, self.onestop_password
+        if not url:
+            raise _missing("onestop_url")
+        if not username:
+            raise _missing("onestop_username")
+        if password is None or not password.get_secret_value():
+            raise _missing("onestop_password")
+        return OneStopAccess(url=url, username=username, password=password,
+                             verify_tls=self.onestop_verify_tls, proxy=self.onestop_proxy)
+
+    def unit_codes(self) -> list[str]:
+        """The units to poll; ConfigError when none is given."""
+        if not self.units:
+            raise _missing("units")
+        return list(self.units)
+
+    def required_file_hosts(self) -> frozenset[str]:
+        """`file_hosts`, which the downloader cannot run without (every attachment would be refused)."""
+        if not self.file_hosts:
+            raise _missing("allowed_file_hosts")
+        return self.file_hosts
+
     def require(self, *names: str) -> None:
-        """Stops a service that needs a setting nobody gave."""
+        """Stops a service that needs a setting nobody gave. Prefer the typed accessors above."""
         for name in names:
             value = getattr(self, name)
             if value is None or value == [] or value == "":
                 raise ConfigError(f"{PREFIX}{name.upper()} is not set")
+
+
+def _missing(name: str) -> ConfigError:
+    return ConfigError(f"{PREFIX}{name.upper()} is not set")
 
 
 def load_settings(**overrides: Any) -> Settings:

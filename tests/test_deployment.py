@@ -548,7 +548,7 @@ def test_env_example_explains_every_entry():
     lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
         if re.match(r"^#?\s*[A-Z][A-Z0-9_]*=", line):
-            above = next(l for l in reversed(lines[:number]) if not re.match(r"^#?\s*[A-Z][A-Z0-9_]*=", l))
+            above = next(line for line in reversed(lines[:number]) if not re.match(r"^#?\s*[A-Z][A-Z0-9_]*=", line))
             assert above.startswith("# ") and len(above) > 3, f"{line.split('=')[0]}: no comment above it"
     assert "_FILE" in "\n".join(lines), "mention DONGBO_<NAME>_FILE for secrets"
 

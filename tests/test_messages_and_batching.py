@@ -135,7 +135,9 @@ def test_a_chunk_is_confirmed_in_one_wait_and_a_deleted_queue_loses_nothing(rabb
     assert sorted(taken) == sorted(f"B{n}" for n in range(50))
 
 
-def test_the_fetcher_marks_only_dossiers_it_never_handed_on_as_new(simulator_factory, rabbit_url, queue_prefix, tmp_path):
+def test_the_fetcher_marks_only_dossiers_it_never_handed_on_as_new(
+    simulator_factory, rabbit_url, queue_prefix, tmp_path
+):
     """The mark lets a downloader skip looking for stored copies; a dossier handed on again must not carry it."""
     from datetime import timedelta
 

@@ -287,9 +287,8 @@ def test_server_errors_are_retried_then_unavailable(simulator_factory, make_clie
     sim = simulator_factory(*SEED, "--error-rate", "dongbodulieumotcua=1")
     client = make_client(sim, retries=2)
     unit = units_of(sim)[0]
-    with caplog.at_level(logging.WARNING, logger="shared.onestop"):
-        with pytest.raises(OneStopUnavailable, match="HTTP 500"):
-            list(client.fetch_dossiers(unit))
+    with caplog.at_level(logging.WARNING, logger="shared.onestop"), pytest.raises(OneStopUnavailable, match="HTTP 500"):
+        list(client.fetch_dossiers(unit))
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 2 and all(f"madonvi={unit}" in line for line in retries)
     set_faults(sim, error_rate={"dongbodulieumotcua": 0, "dangnhap": 1})
@@ -304,15 +303,14 @@ def test_429_is_retried_and_other_4xx_are_not(simulator_factory, make_client, ca
     sim = simulator_factory(*SEED, "--error-rate", "capnhattrangthaidongbo=1", "--error-status", "429")
     client = make_client(sim, retries=2)
     unit = units_of(sim)[0]
-    with caplog.at_level(logging.WARNING, logger="shared.onestop"):
-        with pytest.raises(OneStopUnavailable, match="HTTP 429"):
-            client.mark_synced(unit, ["A"])
+    with caplog.at_level(logging.WARNING, logger="shared.onestop"), pytest.raises(OneStopUnavailable, match="HTTP 429"):
+        client.mark_synced(unit, ["A"])
     assert sum("retry" in r.getMessage() for r in caplog.records) == 2
     caplog.clear()
     set_faults(sim, error_status=404)
-    with caplog.at_level(logging.WARNING, logger="shared.onestop"):
-        with pytest.raises(OneStopRefused, match="HTTP 404") as caught:
-            client.mark_synced(unit, ["A"])
+    refused = pytest.raises(OneStopRefused, match="HTTP 404")
+    with caplog.at_level(logging.WARNING, logger="shared.onestop"), refused as caught:
+        client.mark_synced(unit, ["A"])
     assert caught.value.status == 404 and not isinstance(caught.value, TransientError)
     assert not any("retry" in r.getMessage() for r in caplog.records)
 

@@ -283,7 +283,8 @@ def fill_database(pg_url: str) -> None:
             at = now - timedelta(hours=hours)
             connection.execute(
                 sqlalchemy.text(
-                    "INSERT INTO sync_state (mahoso, madonvi, status, source_hash, publish_count, attempts, first_seen_at,"
+                    "INSERT INTO sync_state (mahoso, madonvi, status, source_hash, publish_count, attempts, "
+                    "first_seen_at,"
                     " published_at, updated_at) VALUES (:m, :u, :s, '', 1, 0, :at, :at, :at)"
                 ),
                 {"m": f"{unit}-{n}", "u": unit, "s": status, "at": at},
@@ -299,9 +300,9 @@ def fill_database(pg_url: str) -> None:
                 for f in range(2):
                     connection.execute(
                         sqlalchemy.text(
-                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, object_key, size, "
-                            "sha256, content_type, content_type_mismatch, stored_at) VALUES (:h, :m, :t, '', '', 'http://x/f', :k, 100, "
-                            ":sha, 'application/pdf', false, :at)"
+                            "INSERT INTO tai_lieu (ho_so_id, mahoso, matailieu, tentailieu, ten_file, url_file, "
+                            "object_key, size, sha256, content_type, content_type_mismatch, stored_at) "
+                            "VALUES (:h, :m, :t, '', '', 'http://x/f', :k, 100, :sha, 'application/pdf', false, :at)"
                         ),
                         {
                             "h": ho_so_id,
@@ -318,7 +319,8 @@ def fill_database(pg_url: str) -> None:
         ):
             connection.execute(
                 sqlalchemy.text(
-                    "INSERT INTO service_status (instance, service, started_at, last_progress_at, last_error, last_error_at)"
+                    "INSERT INTO service_status (instance, service, started_at, last_progress_at, "
+                    "last_error, last_error_at)"
                     " VALUES (:i, :s, :start, :p, :e, :p)"
                 ),
                 {

@@ -310,9 +310,13 @@ def test_files_match_listing_and_are_valid_pdfs(simulator_factory):
 def test_seed_is_reproducible_and_has_the_tricky_cases(simulator_factory):
     args = ("--dossiers", "40", "--seed", "7", "--file-size", "1000-5000")
     a, b = simulator_factory(*args), simulator_factory(*args)
-    strip = lambda ds: [
-        (d["mahoso"], d["tentochuccanhan"], [(f["ten_file"], f["size"], f["sha256"]) for f in d["files"]]) for d in ds
-    ]  # noqa: E731
+
+    def strip(ds):
+        return [
+            (d["mahoso"], d["tentochuccanhan"], [(f["ten_file"], f["size"], f["sha256"]) for f in d["files"]])
+            for d in ds
+        ]
+
     listing = sim_dossiers(a)
     assert strip(listing) == strip(sim_dossiers(b))
     other = simulator_factory("--dossiers", "40", "--seed", "8", "--file-size", "1000-5000")

@@ -6,6 +6,7 @@ import hmac
 import random
 import re
 from datetime import date
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -33,8 +34,10 @@ from services.onestop_sim.tokens import require_token
 router = APIRouter(prefix=API_PREFIX.rstrip("/"), tags=["documented API (SPEC II.3)"], strict_content_type=False)
 DAY = re.compile(r"\d{1,2}/\d{1,2}/\d{4}")
 UPDATED = {"status": 200, "message": "Cập nhật thành công"}
-ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}}
-STATUS_ERRORS = {400: {"model": StatusBody}, 401: {"model": ErrorBody}}
+# Typed as FastAPI's `responses` argument expects, so that the dicts can be merged and extended.
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}}
+STATUS_ERRORS: Responses = {400: {"model": StatusBody}, 401: {"model": ErrorBody}}
 _codes = TypeAdapter(list[DossierCode])
 
 

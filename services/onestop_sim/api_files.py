@@ -14,7 +14,7 @@ import hashlib
 from fastapi import APIRouter, Depends, Request
 
 from services.onestop_sim import attachments, vocab
-from services.onestop_sim.api import STATUS_ERRORS, UPDATED
+from services.onestop_sim.api import STATUS_ERRORS, UPDATED, Responses
 from services.onestop_sim.context import Sim, sim_of
 from services.onestop_sim.errors import API_PREFIX, VendorError
 from services.onestop_sim.models import (
@@ -35,7 +35,7 @@ router = APIRouter(prefix=API_PREFIX.rstrip("/"), tags=["designed API (work plan
                    dependencies=[Depends(require_token)], strict_content_type=False)
 NOT_FOUND_DOSSIER = "Không tìm thấy hồ sơ"
 NOT_FOUND_FILE = "Không tìm thấy tài liệu"
-STATUS_404 = {**STATUS_ERRORS, 404: {"model": StatusBody}}
+STATUS_404: Responses = {**STATUS_ERRORS, 404: {"model": StatusBody}}
 
 
 def _dossier(sim: Sim, madonvi: str, mahoso: str) -> int:

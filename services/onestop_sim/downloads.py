@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import random
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -38,7 +39,7 @@ async def download(request: Request, madonvi: str, yyyy: str, mm: str, dd: str, 
         raise VendorError(404, FILE_NOT_FOUND, shape="error")
     if row["kind"] == "uploaded":
         data = attachments.uploaded_bytes(sim.store.conn, row["id"])
-        chunks = (data[i:i + content.CHUNK] for i in range(0, len(data), content.CHUNK))
+        chunks: Iterator[bytes] = (data[i:i + content.CHUNK] for i in range(0, len(data), content.CHUNK))
         size, etag = len(data), content.file_etag(sim.config.seed, row["id"], len(data), row["sha256"])
     else:
         layout = content.layout(sim.config.seed, row["id"], row["size"],

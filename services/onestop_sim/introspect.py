@@ -38,14 +38,15 @@ def _listing(sim: Sim, madonvi: str | None, mahoso: str | None) -> Iterator[byte
         yield b"["
         first, current_id, current = True, None, None
         while rows := cursor.fetchmany(500):
-            parts, hashed = [], []
+            parts: list[str] = []
+            hashed: list[tuple[str, int]] = []
             for row in rows:
                 if row["id"] != current_id:
                     if current is not None:
                         parts.append(("" if first else ",") + json.dumps(current, ensure_ascii=False))
                         first = False
                     current_id, current = row["id"], _dossier(row)
-                if row["file_id"] is not None:
+                if row["file_id"] is not None and current is not None:  # set just above for this row
                     current["files"].append(_file(sim, row, hashed))
             if hashed:
                 with transaction(sim.store.conn) as writer:

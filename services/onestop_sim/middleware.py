@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.onestop_sim.attachments import FILES_PREFIX
 from services.onestop_sim.errors import API_PREFIX, SERVER_ERROR, STATUS_SHAPED, endpoint_of, error_body
@@ -30,7 +30,7 @@ async def _stall(seconds: float, receive: Receive) -> tuple[Receive, bool]:
     """Waits `seconds`, or less if the client gives up first (a stalled request then ends with its client
     rather than holding up shutdown). Returns a `receive` that replays what was read while waiting, and
     whether the client is gone."""
-    seen: list[dict] = []
+    seen: list[Message] = []
 
     async def watch() -> None:
         while not seen or seen[-1]["type"] != "http.disconnect":
@@ -41,7 +41,7 @@ async def _stall(seconds: float, receive: Receive) -> tuple[Receive, bool]:
     watcher.cancel()
     gone = bool(seen) and seen[-1]["type"] == "http.disconnect"
 
-    async def replay() -> dict:
+    async def replay() -> Message:
         return seen.pop(0) if seen else await receive()
 
     return replay, gone

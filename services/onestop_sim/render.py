@@ -19,7 +19,7 @@ CHUNK_BYTES = 128 * 1024
 # The three outer forms `mixed` rotates through, one per response.
 MIXED_OUTER = ("array", "data", "status")
 _MISSING = object()
-EMPTY_FORMS = ([], "", None, _MISSING, "[]", {"data": []})
+EMPTY_FORMS: tuple[object, ...] = ([], "", None, _MISSING, "[]", {"data": []})
 
 
 def _dumps(value) -> str:

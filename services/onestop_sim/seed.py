@@ -82,7 +82,7 @@ class Generator:
         return f"{self.pick(vocab.PUBLIC_BODIES)} {self.pick(vocab.PLACES)}"
 
     def mahoso(self, unit: str, day: date) -> str:
-        key = (unit, "%02d%02d%02d" % (day.year % 100, day.month, day.day))
+        key = (unit, f"{day.year % 100:02d}{day.month:02d}{day.day:02d}")
         seq = self.next_seq.get(key) or self.between(1, 30)
         self.next_seq[key] = seq + 1
         return f"{unit}-{key[1]}-{seq:04d}"
@@ -101,7 +101,8 @@ class Generator:
         files = self.files(dossier_id, day, count, has_result)
         if trick:
             applicant = apply_trick(trick, files, applicant, day, index)
-        ngaynhan, iso = "%02d/%02d/%04d" % (day.day, day.month, day.year), day.isoformat()
+        iso: str | None
+        ngaynhan, iso = f"{day.day:02d}/{day.month:02d}/{day.year:04d}", day.isoformat()
         if poison == "bad-date":
             ngaynhan, iso = "32/13/2020", None
         elif poison == "missing-file":
@@ -122,7 +123,8 @@ class Generator:
             kinds.append((vocab.RESULT_CODE, vocab.RESULT_TITLE))
         plain_names = self._random() < 0.4  # like the document's file_dinh_kem.pdf, file_dinh_kem2.pdf
         finished = received + timedelta(days=self.between(0, 30))
-        rows, taken = [], set()
+        rows: list[dict] = []
+        taken: set[str] = set()
         for n, (matailieu, tentailieu) in enumerate(kinds):
             if plain_names:
                 name = f"file_dinh_kem{n + 1 if n else ''}.pdf"

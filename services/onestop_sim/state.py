@@ -124,7 +124,7 @@ class Store:
             params = (madonvi, *date_range)
         cursor = conn.execute(sql, params)
         cursor.row_factory = None  # plain tuples: this loop runs for every row of a 200,000-dossier unit
-        current, files = None, []
+        current, files = None, []  # type: tuple | None, list[dict]
         while rows := cursor.fetchmany(1000):
             for row in rows:
                 if current is None or row[0] != current[0]:
@@ -159,7 +159,7 @@ class Store:
             " AND EXISTS (SELECT 1 FROM file f WHERE f.dossier_id = p.id)), "
             "(SELECT count(*) FROM file) FROM dossier"
         ).fetchone()
-        return dict(zip(("dossiers", "synced", "marked_dossiers", "poison", "pending", "files"), row))
+        return dict(zip(("dossiers", "synced", "marked_dossiers", "poison", "pending", "files"), row, strict=True))
 
 
 @contextmanager

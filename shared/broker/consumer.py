@@ -14,14 +14,20 @@ idempotent.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
-from shared.broker.connection import CONNECTION_ERRORS, connect
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+from shared.backoff import Backoff
+from shared.broker.connection import CONNECTION_ERRORS
 from shared.broker.outcome import (
     Decision,
     Delivery,
@@ -32,14 +38,27 @@ from shared.broker.outcome import (
     format_unexpected,
 )
 from shared.broker.publisher import ATTEMPT_HEADER, MAHOSO_HEADER, Publisher, properties
+from shared.broker.session import BrokerSession
 from shared.broker.topology import Topology
 from shared.errors import reason_of
+from shared.logs import one_line, redact_url
 from shared.observability import STAGE_SECONDS, health_of
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Delivery]], Sequence["Done | BaseException"]]
 FailureHook = Callable[[Delivery, Decision], None]
+
+
+@dataclass(frozen=True)
+class Link:
+    """One connection and what was opened on it. Results that come back for an older link are dropped:
+    its deliveries were returned to the queue when it closed."""
+
+    number: int
+    connection: pika.BlockingConnection
+    channel: BlockingChannel
+    publisher: Publisher
 
 
 def one_at_a_time(handle: Callable[[Delivery], Done]) -> BatchHandler:
@@ -58,7 +77,7 @@ def one_at_a_time(handle: Callable[[Delivery], Done]) -> BatchHandler:
 
 
 class Consumer:
-    """Consumes one work queue until `stop()`, reconnecting with capped back-off."""
+    """Consumes one work queue until `stop()`, reconnecting with the shared back-off (shared/backoff.py)."""
 
     def __init__(
         self,
@@ -74,6 +93,7 @@ class Consumer:
         heartbeat: int = 60,
         shutdown_grace: float = 30.0,
         on_failure: FailureHook | None = None,
+        on_progress: Callable[[], None] | None = None,
     ):
         self.service = service
         self.amqp_url = amqp_url
@@ -89,37 +109,39 @@ class Consumer:
         self.on_failure = on_failure
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{service}-worker")
         self.stopping = threading.Event()
-        self.generation = 0
+        self.links = 0  # how many connections were opened: the number of the current link
+        self.link: Link | None = None
+        self.backoff = Backoff(first=0.5, cap=30.0)
         self.buffer: list[Delivery] = []
         self.buffer_since = 0.0
         self.in_flight = 0
         # Settled deliveries whose outgoing messages the broker has not confirmed yet: (sequences, tag).
         self.awaiting: list[tuple[list[int], int]] = []
         self.ack_scheduled = False
-        self.context = None
         # Read by the health endpoint.
         self.connected = False
         self.last_turn = time.time()
-        self.on_progress: Callable[[], None] | None = None
+        self.on_progress = on_progress
 
     # -- public -----------------------------------------------------------------------------------
 
     def run(self) -> None:
-        backoff = 0.5
         while not self.stopping.is_set():
             try:
                 self._consume()
-                backoff = 0.5
             except CONNECTION_ERRORS as exc:
                 self.connected = False
+                delay = self.backoff.next()
+                # One line per attempt (a wrong password would otherwise repeat pika's tracebacks forever).
                 log.warning(
-                    "%s: broker connection lost (%s); reconnecting in %.1fs",
+                    "%s: RabbitMQ at %s: %s; next try in %.1fs",
                     self.service,
-                    exc or type(exc).__name__,
-                    backoff,
+                    redact_url(self.amqp_url),
+                    one_line(exc),
+                    delay,
                 )
-                self.stopping.wait(backoff + random.uniform(0, backoff / 2))
-                backoff = min(backoff * 2, 30.0)
+                log.debug("%s: the broker connection failed", self.service, exc_info=True)
+                self.stopping.wait(delay)
         self.pool.shutdown(wait=True, cancel_futures=True)
         log.info("%s: stopped", self.service)
 
@@ -133,20 +155,26 @@ class Consumer:
     # -- the connection's thread ----------------------------------------------------------------
 
     def _consume(self) -> None:
-        self.generation += 1
+        self.links += 1
+        number = self.links
         self.buffer = []
         self.in_flight = 0
         self.awaiting = []
         self.ack_scheduled = False
-        connection = connect(self.amqp_url, self.service, self.heartbeat)
+        session = BrokerSession.open(
+            self.amqp_url,
+            self.service,
+            self.topology,
+            heartbeat=self.heartbeat,
+            on_confirmed=lambda: self._schedule_acks(number),
+        )
         try:
-            channel = connection.channel()
-            self.topology.declare(channel)
-            generation = self.generation
-            publisher = Publisher(channel, self.topology, on_confirmed=lambda: self._schedule_acks(generation))
-            channel.basic_qos(prefetch_count=self.concurrency * self.batch_size)
-            tag = channel.basic_consume(self.queue, self._on_message)
+            link = Link(number, session.connection, session.channel, session.publisher)
+            self.link = link
+            link.channel.basic_qos(prefetch_count=self.concurrency * self.batch_size)
+            tag = link.channel.basic_consume(self.queue, self._on_message)
             self.connected = True
+            self.backoff.reset()
             log.info(
                 "%s: consuming %s (%d workers, batches of %d)",
                 self.service,
@@ -154,21 +182,15 @@ class Consumer:
                 self.concurrency,
                 self.batch_size,
             )
-            context = (connection, channel, publisher, self.generation)
-            self.context = context
             while not self.stopping.is_set():
-                connection.process_data_events(time_limit=self._wait_time())
-                self._ack_confirmed(context)
-                self._dispatch(context)
+                link.connection.process_data_events(time_limit=self._wait_time())
+                self._ack_confirmed(link)
+                self._dispatch(link)
                 self.last_turn = time.time()
-            self._drain(connection, channel, tag, context)
+            self._drain(link, tag)
         finally:
             self.connected = False
-            if connection.is_open:
-                try:
-                    connection.close()
-                except CONNECTION_ERRORS:
-                    pass
+            session.close()
 
     def _wait_time(self) -> float:
         if self.buffer and self.in_flight < self.concurrency:
@@ -186,13 +208,11 @@ class Consumer:
                 headers=headers,
                 redelivered=method.redelivered,
                 attempt=int(headers.get(ATTEMPT_HEADER, 0) or 0),
-                generation=self.generation,
             )
         )
 
-    def _dispatch(self, context) -> None:
+    def _dispatch(self, link: Link) -> None:
         """Hands full (or old enough) batches to the workers."""
-        connection = context[0]
         while self.buffer and self.in_flight < self.concurrency:
             due = time.monotonic() - self.buffer_since >= self.batch_wait
             if len(self.buffer) < self.batch_size and not due:
@@ -201,18 +221,18 @@ class Consumer:
             self.buffer_since = time.monotonic()
             self.in_flight += 1
             future = self.pool.submit(self._work, batch)
-            future.add_done_callback(lambda f, b=batch: self._hand_back(connection, context, b, f))
+            future.add_done_callback(functools.partial(self._hand_back, link, batch))
 
-    def _drain(self, connection, channel, consumer_tag, context) -> None:
+    def _drain(self, link: Link, consumer_tag: str) -> None:
         """Graceful stop: no new deliveries; finish what is in flight; return what never started."""
-        channel.basic_cancel(consumer_tag)
+        link.channel.basic_cancel(consumer_tag)
         for delivery in self.buffer:
-            channel.basic_nack(delivery.tag, requeue=True)
+            link.channel.basic_nack(delivery.tag, requeue=True)
         self.buffer = []
         deadline = time.monotonic() + self.shutdown_grace
         while (self.in_flight or self.awaiting) and time.monotonic() < deadline:
-            connection.process_data_events(time_limit=0.2)
-            self._ack_confirmed(context)
+            link.connection.process_data_events(time_limit=0.2)
+            self._ack_confirmed(link)
         if self.in_flight or self.awaiting:
             log.warning(
                 "%s: %d batches still running after %.0fs; the broker will hand them out again",
@@ -232,8 +252,8 @@ class Consumer:
         except Exception as exc:  # the whole batch failed: each delivery is retried or dead-lettered
             outcomes = [exc] * len(batch)
         STAGE_SECONDS.labels(self.service).observe(time.monotonic() - started)
-        decisions = []
-        for delivery, outcome in zip(batch, outcomes):
+        decisions: list[Decision] = []
+        for delivery, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException) and reason_of(outcome) == "unexpected":
                 log.error("%s: unexpected error\n%s", self.service, format_unexpected(outcome))
             decision = decide(delivery, outcome, self.topology.max_attempts)
@@ -245,23 +265,21 @@ class Consumer:
             decisions.append(decision)
         return decisions
 
-    def _hand_back(self, connection, context, batch: list[Delivery], future: Future) -> None:
-        try:
-            connection.add_callback_threadsafe(lambda: self._settle(context, batch, future))
-        except CONNECTION_ERRORS:
-            pass  # that connection is gone; the broker hands the messages out again
+    def _hand_back(self, link: Link, batch: list[Delivery], future: Future) -> None:
+        # If that connection is gone, the broker hands the messages out again.
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            link.connection.add_callback_threadsafe(lambda: self._settle(link, batch, future))
 
     # -- back on the connection's thread ----------------------------------------------------------
 
-    def _settle(self, context, batch: list[Delivery], future: Future) -> None:
-        connection, channel, publisher, generation = context
-        if generation != self.generation:
+    def _settle(self, link: Link, batch: list[Delivery], future: Future) -> None:
+        if link is not self.link:
             return
         self.in_flight -= 1
         decisions = future.result()  # _work never raises
-        for delivery, decision in zip(batch, decisions):
-            self.awaiting.append((self._apply(publisher, delivery, decision), delivery.tag))
-        self._ack_confirmed(context)
+        for delivery, decision in zip(batch, decisions, strict=True):
+            self.awaiting.append((self._apply(link.publisher, delivery, decision), delivery.tag))
+        self._ack_confirmed(link)
         if self.on_progress:
             self.on_progress()
 
@@ -287,26 +305,25 @@ class Consumer:
             publisher.send_raw(self.topology.dead_letter_queue(self.stage), delivery.body, properties(None, headers))
         ]
 
-    def _schedule_acks(self, generation: int) -> None:
+    def _schedule_acks(self, number: int) -> None:
         """Confirms arrived (inside pika's I/O): acknowledge from the event loop, right away."""
-        if self.ack_scheduled or generation != self.generation or not self.awaiting:
+        link = self.link
+        if self.ack_scheduled or link is None or link.number != number or not self.awaiting:
             return
         self.ack_scheduled = True
-        context = self.context
-        context[0].call_later(0, lambda: self._ack_confirmed(context))
+        link.connection.call_later(0, lambda: self._ack_confirmed(link))
 
-    def _ack_confirmed(self, context) -> None:
-        connection, channel, publisher, generation = context
-        if generation != self.generation:
+    def _ack_confirmed(self, link: Link) -> None:
+        if link is not self.link:
             return
         self.ack_scheduled = False
         if not self.awaiting:
             return
-        publisher.flush()  # sends returned messages again; raises if the broker refused one
+        link.publisher.flush()  # sends returned messages again; raises if the broker refused one
         waiting = []
         for sequences, tag in self.awaiting:
-            if all(publisher.is_confirmed(seq) for seq in sequences):
-                channel.basic_ack(tag)
+            if all(link.publisher.is_confirmed(seq) for seq in sequences):
+                link.channel.basic_ack(tag)
             else:
                 waiting.append((sequences, tag))
         self.awaiting = waiting

@@ -32,7 +32,6 @@ class Delivery:
     headers: dict[str, Any]
     redelivered: bool = False
     attempt: int = 0  # 0 on the first try, counted in the message's headers across retries
-    generation: int = 0  # which connection it came on; a result for an older one is dropped
 
 
 @dataclass

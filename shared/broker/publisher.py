@@ -15,6 +15,9 @@ work: `PublishRefused` is a connection error, so the caller reconnects and nothi
 pika's `BlockingChannel` only offers the wait-per-message form; this class drives the channel's
 underlying `pika.channel.Channel` (`channel._impl`) for confirms and returns, as `BlockingChannel`
 itself does. It is used only from the thread that owns the connection.
+
+Constructing a Publisher does no I/O: `open()` puts the channel in confirm mode (`BrokerSession.open` calls it);
+a Publisher never opened does that before its first message.
 """
 
 from __future__ import annotations
@@ -63,11 +66,19 @@ class Publisher:
         self.unconfirmed: set[int] = set()
         self.returned: list[tuple[str, bytes, pika.BasicProperties]] = []  # to be sent again
         self.refused = 0
+        self.opened = False
+
+    def open(self) -> Publisher:
+        """Puts the channel in confirm mode and listens for returned messages; waits for the broker's answer."""
+        if self.opened:
+            return self
         selected: list[bool] = []
-        impl = channel._impl
+        impl = self.channel._impl
         impl.add_on_return_callback(self._on_return)
         impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
-        channel._flush_output(lambda: bool(selected))
+        self.channel._flush_output(lambda: bool(selected))
+        self.opened = True
+        return self
 
     # -- sending -----------------------------------------------------------------------------------
 
@@ -78,6 +89,8 @@ class Publisher:
         return self.send_raw(queue, message.to_bytes(), properties(message, headers))
 
     def send_raw(self, queue: str, body: bytes, props: pika.BasicProperties) -> int:
+        if not self.opened:
+            self.open()
         # Counted before the call: basic_publish reads input too, and the confirm may arrive within it.
         self.sent += 1
         self.unconfirmed.add(self.sent)
@@ -131,10 +144,7 @@ class Publisher:
     def _on_confirm(self, frame) -> None:
         method = frame.method
         tag = method.delivery_tag
-        if method.multiple:
-            done = {seq for seq in self.unconfirmed if seq <= tag}
-        else:
-            done = {tag}
+        done = {seq for seq in self.unconfirmed if seq <= tag} if method.multiple else {tag}
         self.unconfirmed -= done
         if isinstance(method, pika.spec.Basic.Nack):
             self.refused += len(done)

@@ -78,7 +78,10 @@ def migrations_head() -> str:
     """The head as alembic reads it from the migration scripts."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration found in {MIGRATIONS}")
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -98,8 +101,11 @@ def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> N
     import logging
     import time
 
+    from shared.backoff import Backoff
+    from shared.logs import one_line, redact_url
+
     log = logging.getLogger(__name__)
-    delay, tried = 0.5, 0
+    backoff, tried = Backoff(first=0.5, cap=30.0), 0
     while True:
         try:
             revision = current_revision(engine)
@@ -108,10 +114,11 @@ def wait_for_schema(engine: Engine, what: str, attempts: int | None = None) -> N
             tried += 1
             if attempts is not None and tried >= attempts:
                 raise
-            log.warning(
-                "%s: database not answering (%s); retrying in %.0fs", what, str(exc.orig or exc).splitlines()[0], delay
-            )
+            delay = backoff.next()
+            # One line per attempt: a refused login would otherwise fill the log with tracebacks.
+            where = redact_url(engine.url.render_as_string(hide_password=True))
+            log.warning("%s: the database at %s: %s; next try in %.1fs", what, where, one_line(exc), delay)
+            log.debug("%s: the database connection failed", what, exc_info=True)
             time.sleep(delay)
-            delay = min(delay * 2, 30.0)
     if problem := schema_problem(revision):
         raise ConfigError(f"DONGBO_DATABASE_URL: {problem}")

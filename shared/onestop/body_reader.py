@@ -8,7 +8,7 @@ are kept, never the whole body.
 from __future__ import annotations
 
 import codecs
-from typing import BinaryIO
+from typing import Protocol
 
 from shared.errors import MalformedResponse, ResponseTooLarge
 
@@ -18,10 +18,16 @@ JSON_SPACE = b" \t\r\n"
 RECORD_LIMIT = 16 * 1024**2
 
 
+class Readable(Protocol):
+    """What a body is read from: a file opened in binary mode, or a streamed HTTP response."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class BodyReader:
     """Reads `source` with a byte limit; `peek()` and `record()`/`replay()` let a parser look before it leaps."""
 
-    def __init__(self, source: BinaryIO, max_bytes: int | None = None, what: str = "the response",
+    def __init__(self, source: Readable, max_bytes: int | None = None, what: str = "the response",
                  setting: str | None = "DONGBO_MAX_SYNC_RESPONSE_BYTES"):
         self._source = source
         self._max_bytes = max_bytes

@@ -62,6 +62,7 @@ class OneStopClient:
         backoff: float = 0.5,
         max_response_bytes: int = 4 * 1024**3,
         max_files_per_dossier: int = 500,
+        proxy: str | None = None,
         session: requests.Session | None = None,
     ):
         parts = urlsplit(base_url)
@@ -77,22 +78,28 @@ class OneStopClient:
         self.max_response_bytes = max_response_bytes
         self.max_files_per_dossier = max_files_per_dossier
         self._owns_session = session is None
-        self._transport = Transport(
-            self.base_url, session or new_session(), (connect_timeout, read_timeout), verify_tls
-        )
+        if session is None:
+            session = new_session()
+            # Only the proxy the settings name: HTTP(S)_PROXY or a ~/.netrc of whoever runs the service must not
+            # silently route the password and the dossiers elsewhere.
+            session.trust_env = False
+            if proxy:
+                session.proxies = {"http": proxy, "https": proxy}
+        self._transport = Transport(self.base_url, session, (connect_timeout, read_timeout), verify_tls)
         self._retry = RetryPolicy(retries=retries, backoff=backoff)
         self._tokens = TokenCache(self._login_once)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OneStopClient:
-        settings.require("onestop_url", "onestop_username", "onestop_password")
+        access = settings.onestop()
         return cls(
-            settings.onestop_url,
-            settings.onestop_username,
-            settings.onestop_password,
+            access.url,
+            access.username,
+            access.password,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
-            verify_tls=settings.onestop_verify_tls,
+            verify_tls=access.verify_tls,
+            proxy=access.proxy,
             retries=settings.http_retries,
             max_response_bytes=settings.max_sync_response_bytes,
             max_files_per_dossier=settings.max_files_per_dossier,

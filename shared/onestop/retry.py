@@ -1,4 +1,5 @@
-"""How calls to the one-stop system are retried: exponential back-off with jitter, Retry-After honoured up to a cap.
+"""How calls to the one-stop system are retried: the shared back-off (shared/backoff.py), Retry-After honoured
+up to a cap.
 
 Only faults that may heal by themselves are retried here (no connection, timeouts, 5xx, 429, a body cut
 short). A refused login, a 4xx, a refused token after one renewal or an update the server rejected in its
@@ -8,11 +9,11 @@ body are raised at once: retrying them in a loop would only hide them (or lock t
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from shared.backoff import Backoff, jittered
 from shared.errors import MalformedResponse, OneStopUnavailable, TruncatedBody
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,4 @@ class RetryPolicy:
         if retry_after is not None:
             # The server said when to come back (429/503): believe it, within reason.
             return min(max(float(retry_after), 0.0), self.max_retry_after)
-        base = min(self.backoff * 2 ** (number - 1), self.max_delay)
-        # "Equal jitter": half fixed, half random, so that many workers do not retry in step.
-        return base / 2 + random.uniform(0, base / 2)
+        return jittered(Backoff(first=self.backoff, cap=self.max_delay).base(number))
