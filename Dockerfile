@@ -19,13 +19,11 @@ RUN groupadd --system --gid 10001 dongbo \
 
 WORKDIR /app
 
-# 1. The dependencies, in their own layer: rebuilt only when pyproject.toml changes, not on every code edit.
-#    Only [project].dependencies are installed, never the dev extra.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+# 1. The dependencies, in their own layer: rebuilt only when the lock file changes, not on every code edit.
+#    requirements.lock pins every package with its hashes: the runtime dependencies and the simulator's
+#    (the demo profile runs `dongbo onestop-sim` from this image), never the development tools.
+COPY pyproject.toml README.md requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # 2. The code, installed as a package (with the migrations) without touching the dependencies again.
 COPY shared ./shared

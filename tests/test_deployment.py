@@ -128,13 +128,9 @@ def depends_on(service: dict) -> dict[str, dict]:
 
 def cli_subcommands() -> set[str]:
     """The subcommands of `dongbo`, from the CLI's own parser."""
-    try:
-        from cli.main import build_parser
+    from cli.main import build_parser  # a CLI that does not import must fail this test, not be guessed
 
-        parser = build_parser()
-    except ImportError:
-        # TODO: the CLI (cli/main.py) is being written; until it imports, check against the documented list.
-        return {*FOUR, "db", "healthcheck", "onestop-sim"}
+    parser = build_parser()
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return set(action.choices)
@@ -316,13 +312,9 @@ def test_demo_defaults_point_at_the_simulator(compose):
     assert env["DONGBO_ONESTOP_URL"] == SIMULATOR_URL
     assert env.get("DONGBO_ALLOWED_FILE_HOSTS") is None, "unset, so the default is the one-stop URL's own host"
     units = env["DONGBO_UNITS"].split(",")
-    try:
-        from services.onestop_sim.seed import unit_codes
-    except ImportError:  # the simulator is being written; these are its first three units
-        expected = ["000.00.17.H55", "000.00.12.H55", "000.00.21.H55"]
-    else:
-        expected = unit_codes(3)
-    assert units == expected
+    from services.onestop_sim.seed import unit_codes
+
+    assert units == unit_codes(3)
     command = compose["services"][SIMULATOR]["command"]
     assert command[command.index("--units") + 1] == str(len(units))
     assert command[command.index("--port") + 1] == str(urlsplit(SIMULATOR_URL).port)
@@ -638,3 +630,40 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     ports = {p.name: p.env["PORT"] for p in expanded}
     assert len(set(ports.values())) == len(ports) == 6
     assert ports["fetcher.1"] == "5000" and ports["downloader.3"] == "5102"
+
+
+# -- dependencies ---------------------------------------------------------------------------------------
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
+
+def test_the_simulator_s_web_stack_is_an_extra_no_service_imports():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    web_stack = {"fastapi", "uvicorn", "pyjwt"}
+    assert not web_stack & _requirement_names(project["dependencies"]), "only the sim extra may need them"
+    assert web_stack <= _requirement_names(project["optional-dependencies"]["sim"])
+    imports = re.compile(r"^\s*(from|import)\s+(fastapi|uvicorn|jwt|starlette)\b", re.MULTILINE)
+    for folder in ("shared", "services/fetcher", "services/downloader", "services/indexer", "services/acker", "cli"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert not imports.search(path.read_text(encoding="utf-8")), f"{path} imports the simulator's web stack"
+
+
+def test_the_lock_files_pin_every_package_with_hashes():
+    """setup and the image install from the locks with --require-hashes; a lock without a hash would fail there."""
+    for name, extras in (("requirements.lock", {"sim"}), ("requirements-dev.lock", {"sim", "dev"})):
+        text = (ROOT / name).read_text()
+        pins = re.findall(r"^([A-Za-z0-9_.\-]+)==\S+ \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M)
+        entries = [line for line in text.splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+        assert entries and len(pins) == len(entries), f"{name}: every entry is pinned with ==, with hashes"
+        pinned = {package.lower().replace("_", "-") for package, _ in pins}
+        assert {"pika", "urllib3", "sqlmodel"} <= pinned
+        assert ("fastapi" in pinned) == ("sim" in extras)
+        assert ("pytest" in pinned) == ("dev" in extras), f"{name}: the dev tools belong in the dev lock only"
+        urllib3 = re.search(r"^urllib3==(\d+)\.(\d+)", text, re.M)
+        assert urllib3 and (int(urllib3[1]), int(urllib3[2])) >= (2, 6)
+    runs = " ".join(args for keyword, args in dockerfile_instructions() if keyword == "RUN")
+    assert "--require-hashes -r requirements.lock" in runs and "--no-deps" in runs
+    setup = (ROOT / "scripts" / "setup").read_text()
+    assert "--require-hashes -r requirements-dev.lock" in setup and "--no-deps -e ." in setup
