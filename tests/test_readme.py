@@ -18,7 +18,8 @@ def doc_block(path: str, marker: str) -> str:
 
 def test_the_documented_exchange_runs_verbatim_against_the_simulator(simulator_factory, tmp_path: Path):
     sim = simulator_factory()  # the simulator's defaults, as a new user starts it
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", doc_block("docs/onestop-api.md", "curl-exchange")], cwd=tmp_path,
+    script = doc_block("docs/onestop-api.md", "curl-exchange")
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
                             env={"PATH": "/usr/bin:/bin", "BASE": sim.api_url.rstrip("/")},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
