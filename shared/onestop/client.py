@@ -29,6 +29,7 @@ from shared.errors import (
     OneStopUnavailable,
     TokenExpired,
 )
+from shared.logs import redact_url
 from shared.onestop.dossier_items import describe, plain
 from shared.onestop.models import DocumentType, Dossier, InvalidDossier
 from shared.onestop.request_bodies import mark_payloads, sync_payload
@@ -106,9 +107,7 @@ class OneStopClient:
         )
 
     def __repr__(self) -> str:
-        parts = urlsplit(self.base_url)
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never user:password@
-        return f"OneStopClient(base_url={shown!r}, username={self.username!r})"
+        return f"OneStopClient(base_url={redact_url(self.base_url)!r}, username={self.username!r})"
 
     def __enter__(self) -> OneStopClient:
         return self
