@@ -19,6 +19,7 @@ from shared.onestop import OneStopClient
 from shared.service import register_secrets
 from shared.settings import load_settings
 
+
 @pytest.fixture(autouse=True)
 def _no_registered_secrets(monkeypatch):
     """Secrets registered by other tests in this process (such as `guest`) would blank more than the password."""
