@@ -32,9 +32,12 @@ _RUNS = re.compile(r"([-._])[-._]*")
 class NamedFile(Protocol):
     """What a key needs of an attachment (shared.onestop.models.Attachment fits)."""
 
-    matailieu: str
-    url_file: str
-    ten_file: str
+    @property
+    def matailieu(self) -> str: ...
+    @property
+    def url_file(self) -> str: ...
+    @property
+    def ten_file(self) -> str: ...
 
 
 def object_key(madonvi: str, mahoso: str, attachment: NamedFile) -> str:
