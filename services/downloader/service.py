@@ -1,4 +1,9 @@
-"""The downloader: N interchangeable workers that stream attachments into the bucket."""
+"""The downloader: N interchangeable workers that stream attachments into the bucket.
+
+Its health is the consumer's (broker connected, loop turning) and one more thing: no file transfer has
+outlived its deadline. The consumer's loop keeps turning while every worker thread is stuck, so without
+this a downloader whose transfers hang would report healthy forever.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,31 @@ from shared.settings import Settings
 from shared.storage import ObjectStore
 
 
-def build(settings: Settings) -> Consumer:
+class Downloader:
+    """The consumer, with a health check that also looks at the transfers in flight."""
+
+    def __init__(self, consumer: Consumer, source: FileSource):
+        self.consumer = consumer
+        self.source = source
+
+    def run(self) -> None:
+        try:
+            self.consumer.run()
+        finally:
+            self.source.close()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+    def health(self) -> tuple[bool, str]:
+        healthy, text = self.consumer.health()
+        overdue = self.source.overdue()
+        if overdue is not None:
+            return False, f"a file transfer has run for {overdue:.0f}s, past DONGBO_FILE_DEADLINE"
+        return healthy, text
+
+
+def build(settings: Settings) -> Downloader:
     if not settings.file_hosts:
         settings.require("allowed_file_hosts")
     engine = make_engine(settings.database_url.get_secret_value())
@@ -39,4 +68,4 @@ def build(settings: Settings) -> Consumer:
         on_failure=failure_recorder(engine, "downloader", reporter),
     )
     consumer.on_progress = reporter.progress
-    return consumer
+    return Downloader(consumer, source)
