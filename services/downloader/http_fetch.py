@@ -82,7 +82,15 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 class FileResponse:
     """An open file body: its headers, and its bytes as checked chunks."""
 
-    def __init__(self, response: requests.Response, url: str, host: str, max_bytes: int, read_timeout: float):
+    def __init__(
+        self,
+        response: requests.Response,
+        url: str,
+        host: str,
+        max_bytes: int,
+        read_timeout: float,
+        transfer: Transfer | None = None,
+    ):
         self.url = url
         self.host = host
         self.status = response.status_code
@@ -93,6 +101,7 @@ class FileResponse:
         self._response = response
         self._max_bytes = max_bytes
         self._read_timeout = read_timeout
+        self._transfer = transfer
         self._started = False
         try:
             self._decoder = ContentDecoder(response.headers.get("Content-Encoding"))
@@ -120,7 +129,11 @@ class FileResponse:
                             + (f" (decoded from {decoder.encoding})" if not decoder.passthrough else "")
                         )
                     yield chunk
+                self._check_deadline()
             decoder.finish()
+            # A socket shut down by the deadline reads as a clean end of a body without a length: such
+            # an ending is never trusted as the whole file.
+            self._check_deadline()
         except UndecodableBody as exc:
             raise TruncatedBody(f"file from {self.host} after {self.bytes_read} bytes: {exc}") from None
         except urllib3.exceptions.ReadTimeoutError:
@@ -137,6 +150,10 @@ class FileResponse:
         if self.content_length is not None and self.bytes_read != self.content_length:
             raise TruncatedBody(f"file from {self.host} ended at {self.bytes_read} of {self.content_length} bytes")
         self.complete = True
+
+    def _check_deadline(self) -> None:
+        if self._transfer is not None and self._transfer.expired:
+            raise FileTooSlow(f"file from {self.host} passed its deadline after {self.bytes_read} bytes")
 
     def close(self, reuse: bool = True) -> None:
         if self.complete and reuse:
@@ -216,7 +233,10 @@ class FileSource:
             with transfer:
                 try:
                     response, final_url, host = self._get(url)
-                    file = FileResponse(response, final_url, host, self.max_bytes, self.read_timeout)
+                    if transfer.expired:  # the headers "ended" because the deadline shut the socket
+                        response.close()
+                        raise FileTooSlow("")
+                    file = FileResponse(response, final_url, host, self.max_bytes, self.read_timeout, transfer)
                     if file.content_length is not None and file.content_length > self.max_bytes:
                         raise FileTooLarge(
                             f"file from {host} is {file.content_length} bytes, over the limit of {self.max_bytes}"
@@ -226,7 +246,7 @@ class FileSource:
                     # Past the deadline the sockets were shut down: whatever broke next (a truncated body,
                     # a lost connection, the upload that read from it) was the deadline. A permanent
                     # verdict reached on its own (too large, refused) stands.
-                    if transfer.expired and not isinstance(exc, PermanentError | FileTooSlow):
+                    if transfer.expired and not isinstance(exc, PermanentError):
                         raise FileTooSlow(
                             f"file from {transfer.what} took longer than {self.deadline:g}s "
                             f"(DONGBO_FILE_DEADLINE){_progress(file)}; abandoned"
