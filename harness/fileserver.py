@@ -10,6 +10,7 @@ like GET (its body read and kept), so the same server can play a misbehaving one
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -104,12 +105,15 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A client that drops a half-read connection resets it; that is the point of several tests.
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        quiet = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLError)
+        if not isinstance(sys.exc_info()[1], quiet):
             super().handle_error(request, client_address)
 
 
 class FileServer:
-    def __init__(self, host: str = "127.0.0.1"):
+    """`tls=(certificate file, key file)` serves HTTPS instead of HTTP."""
+
+    def __init__(self, host: str = "127.0.0.1", tls: tuple[str, str] | None = None):
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[str] = []
@@ -119,6 +123,12 @@ class FileServer:
         self.stopping = threading.Event()
         self._server = _Server((host, 0), Handler)
         self._server.owner = self
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fileserver", daemon=True)
@@ -133,7 +143,7 @@ class FileServer:
         self._server.server_close()
 
     def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def route(self, path: str, route: Route) -> str:
         """Adds a route at the decoded `path`; returns its URL."""

@@ -316,6 +316,34 @@ def test_health_turns_red_on_a_transfer_held_past_its_deadline(server, monkeypat
     assert downloader.health() == (True, "ok")
 
 
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS file server on loopback with a throwaway self-signed certificate for `localhost`."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                           "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("openssl could not make a certificate")
+    with FileServer(tls=(str(cert), str(key))) as running:
+        yield running
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_the_deadline_and_the_address_check_hold_over_tls(tls_server):
+    tls_server.file("/a.pdf", PDF)
+    tls_server.drip("/drip.pdf", [b"x"] * 100, delay=0.1)
+    source = make_source(hosts=("localhost",), verify_tls=False, read_timeout=0.5, deadline=1.0)
+    source.policy.metadata_networks = (ip_network("127.0.0.2/32"),)  # the check runs, and lets 127.0.0.1 by
+    assert fetch(source, tls_server.url("/a.pdf", host="localhost")) == PDF
+    assert fetch(source, tls_server.url("/a.pdf", host="localhost")) == PDF
+    assert tls_server.connections == 1  # a TLS connection is reused between files
+    started = time.monotonic()
+    with pytest.raises(FileTooSlow):
+        fetch(source, tls_server.url("/drip.pdf", host="localhost"))
+    assert time.monotonic() - started < 1.6
+    assert fetch(source, tls_server.url("/a.pdf", host="localhost")) == PDF
+
+
 # -- 4. a Location that is not UTF-8 --------------------------------------------------------------------
 
 
