@@ -1,15 +1,20 @@
 """A real HTTP/1.1 file server on loopback for the transfer tests, with routes that misbehave on purpose.
 
 Each route is a function of the request handler. The server counts requests per path and connections,
-and records the raw request line path, so tests can see exactly what went over the wire.
+and records the raw request line path, so tests can see exactly what went over the wire. POST is routed
+like GET (its body read and kept), so the same server can play a misbehaving one-stop API.
+
+`gzip_bomb()` builds a small gzip body that decodes to a huge one, for the decompression tests.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import sys
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +34,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # quiet test output
         pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with self.server.owner.lock:
+            self.server.owner.posted.append(body)
+        self.do_GET()
 
     def do_GET(self):
         owner = self.server.owner
@@ -93,20 +105,30 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A client that drops a half-read connection resets it; that is the point of several tests.
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        quiet = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLError)
+        if not isinstance(sys.exc_info()[1], quiet):
             super().handle_error(request, client_address)
 
 
 class FileServer:
-    def __init__(self, host: str = "127.0.0.1"):
+    """`tls=(certificate file, key file)` serves HTTPS instead of HTTP."""
+
+    def __init__(self, host: str = "127.0.0.1", tls: tuple[str, str] | None = None):
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[str] = []
+        self.posted: list[bytes] = []
         self.connections = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self._server = _Server((host, 0), Handler)
         self._server.owner = self
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fileserver", daemon=True)
@@ -121,7 +143,7 @@ class FileServer:
         self._server.server_close()
 
     def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
 
     def route(self, path: str, route: Route) -> str:
         """Adds a route at the decoded `path`; returns its URL."""
@@ -131,7 +153,8 @@ class FileServer:
     # -- ready-made routes -----------------------------------------------------------------------
 
     def file(self, path: str, data: bytes, **headers: str) -> str:
-        return self.route(path, lambda h: h.send_bytes(data, headers={k.replace("_", "-"): v for k, v in headers.items()}))
+        named = {k.replace("_", "-"): v for k, v in headers.items()}
+        return self.route(path, lambda h: h.send_bytes(data, headers=named))
 
     def redirect(self, path: str, location: str, status: int = 302) -> str:
         return self.route(path, lambda h: h.send_bytes(b"", status=status, headers={"Location": location}))
@@ -180,3 +203,19 @@ class FileServer:
                 h.pause(delay)
 
         return self.route(path, serve)
+
+
+def gzip_bomb(decoded_bytes: int, member: int = 16 * 1024**2) -> bytes:
+    """A gzip body of zeros that decodes to `decoded_bytes`, about a thousandth of that on the wire.
+
+    Built as one compressed member repeated (RFC 1952 allows several; every decoder reads them all), so
+    a gigabyte costs a test a fraction of a second rather than compressing a gigabyte.
+    """
+    count, rest = divmod(decoded_bytes, member)
+    one = _gzip_member(member)
+    return one * count + (_gzip_member(rest) if rest else b"")
+
+
+def _gzip_member(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(bytes(size)) + compressor.flush()

@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     # Timeouts and retries of outbound HTTP.
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
+    file_deadline: float | None = Field(default=None, gt=0)  # one file's whole transfer; None: scaled to max_file_bytes
     http_retries: int = Field(default=4, ge=0)
 
     # Broker topology and delivery.

@@ -14,6 +14,8 @@ UNIT = "000.00.17.H55"
 DOSSIER = "000.00.17.H55-200917-0013"
 URL = ("http://motcua.thainguyen.gov.vn/thainguyen/general/public/attach-file/000.00.17.H55/2020/10/19/"
        "2020_10_19_031048885!~!file_dinh_kem.pdf")
+# Computed by the key function before url_file was hashed exactly: the key of stored data must not move.
+KNOWN_KEY = "000.00.17.H55/000.00.17.H55-201019-2022/000.00.00.G12-KQ5586/a9487788f8df1d56-Giay-to-khac.pdf"
 
 
 def attachment(matailieu="000.00.00.G12-KQ5586", url_file=URL, ten_file="file_dinh_kem.pdf") -> Attachment:
@@ -91,6 +93,20 @@ def test_nfc_and_nfd_spellings_give_one_key():
     assert nfc == nfd
 
 
+def test_urls_differing_only_in_nfc_and_nfd_get_two_keys():
+    # Two request paths on the wire, possibly two different files: one must never replace the other.
+    url = "http://files.example/attach-file/Quyết định.pdf"
+    nfc = object_key(UNIT, DOSSIER, attachment(url_file=unicodedata.normalize("NFC", url)))
+    nfd = object_key(UNIT, DOSSIER, attachment(url_file=unicodedata.normalize("NFD", url)))
+    assert nfc != nfd
+
+
+def test_keys_of_nfc_entries_are_unchanged():
+    # The key of an all-NFC entry is what it was before url_file was hashed exactly: stored data stays put.
+    entry = attachment(url_file="http://files.example/attach-file/Giấy tờ khác.pdf", ten_file="Giấy tờ khác.pdf")
+    assert object_key("000.00.17.H55", "000.00.17.H55-201019-2022", entry) == KNOWN_KEY
+
+
 def test_an_entry_listed_twice_maps_to_one_key():
     assert object_key(UNIT, DOSSIER, attachment()) == object_key(UNIT, DOSSIER, attachment())
 
@@ -118,22 +134,25 @@ def test_any_input_gives_a_valid_key_under_its_unit(unit, dossier, matailieu, ur
 @SETTINGS
 @given(unit=st.text(max_size=20), dossier=st.text(max_size=20), matailieu=st.text(max_size=20),
        url=st.text(max_size=40), name=st.text(max_size=40))
-def test_nfc_and_nfd_inputs_give_the_same_key(unit, dossier, matailieu, url, name):
+def test_nfc_and_nfd_names_give_the_same_key(unit, dossier, matailieu, url, name):
     def nf(form, *values):
         return [unicodedata.normalize(form, value) for value in values]
 
-    u1, d1, m1, r1, n1 = nf("NFC", unit, dossier, matailieu, url, name)
-    u2, d2, m2, r2, n2 = nf("NFD", unit, dossier, matailieu, url, name)
-    assert object_key(u1, d1, attachment(m1, r1, n1)) == object_key(u2, d2, attachment(m2, r2, n2))
+    u1, d1, m1, n1 = nf("NFC", unit, dossier, matailieu, name)
+    u2, d2, m2, n2 = nf("NFD", unit, dossier, matailieu, name)
+    assert object_key(u1, d1, attachment(m1, url, n1)) == object_key(u2, d2, attachment(m2, url, n2))
+    url_nfc, url_nfd = nf("NFC", url) + nf("NFD", url)
+    if url_nfc != url_nfd:
+        assert object_key(u1, d1, attachment(m1, url_nfc, n1)) != object_key(u1, d1, attachment(m1, url_nfd, n1))
 
 
 @SETTINGS
 @given(first=st.tuples(*[st.text(max_size=12)] * 5), second=st.tuples(*[st.text(max_size=12)] * 5))
 def test_distinct_entries_give_distinct_keys(first, second):
-    def nfc(entry):
-        return tuple(unicodedata.normalize("NFC", value) for value in entry)
+    def identity(entry):  # url_file (index 3) counts exactly, the names after NFC
+        return tuple(value if index == 3 else unicodedata.normalize("NFC", value) for index, value in enumerate(entry))
 
-    assume(nfc(first) != nfc(second))
+    assume(identity(first) != identity(second))
     key_a = object_key(first[0], first[1], attachment(*first[2:]))
     key_b = object_key(second[0], second[1], attachment(*second[2:]))
     assert key_a != key_b

@@ -118,9 +118,9 @@ def _zip_kind(data: bytes) -> str:
             if name.startswith(prefix.encode()):
                 return kind
         if name == b"mimetype" and method == 0:  # ODF stores its type first, uncompressed
-            kind = _ODF.get(bytes(data[body: body + compressed]).strip())
-            if kind:
-                return kind
+            odf = _ODF.get(bytes(data[body: body + compressed]).strip())
+            if odf:
+                return odf
         if flags & 0x08:  # sizes follow the data (a streamed ZIP): the next header cannot be found
             break
         offset = body + compressed

@@ -1,9 +1,20 @@
 """A safe, streaming fetcher for attachment URLs: the one place dongbo opens a connection a dossier names.
 
 `url_file` comes from the one-stop system and is not trusted: it could point at the cloud metadata
-address, at an internal service, or at a 10 GB file. So every URL, and every redirect hop, must name a
-host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in `services.downloader.url_policy`); bodies stream in chunks
-with the size limit enforced as bytes arrive; and a body that ends early is an error, never a shorter file.
+address, at an internal service, or at a 10 GB file, and the host behind it may be careless or hostile.
+So:
+- every URL, and every redirect hop, must name a host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in
+  `services.downloader.url_policy`), and the address each connection reaches is checked again after connect
+  (`services.downloader.guard`), so DNS rebinding cannot move a checked name onto the metadata service;
+- redirects are followed here, a bounded number of hops, and a redirect's body is never read: requests'
+  `Session.send` reads and decodes it to resolve `response.next` even with `allow_redirects=False`, which
+  is why requests go straight to the connection adapter; a `Location` that is not UTF-8 is a refusal;
+- bodies stream in chunks, decoded here a bounded piece at a time (`ContentDecoder`), with the size limit
+  counted on the decoded bytes, so a gzip bomb is refused as file-too-large after one chunk of memory;
+- a body that ends early is an error, never a shorter file;
+- each file has a total deadline (DONGBO_FILE_DEADLINE) covering every hop and the whole body; past it
+  the sockets are shut down and the transfer fails as `FileTooSlow` (retried, then parked as
+  `file-too-slow`), however politely the host drips its bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +28,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
+from services.downloader.errors import FileTooSlow
+from services.downloader.guard import CheckedAdapter, Transfer
 from services.downloader.url_policy import (
     HostPolicy,
     Resolver,
@@ -33,15 +45,28 @@ from shared.errors import (
     FileSourceUnavailable,
     FileTooLarge,
     ForbiddenHost,
+    PermanentError,
     RedirectLoop,
     TruncatedBody,
 )
+from shared.onestop.transport import ContentDecoder, UndecodableBody, no_retries
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "dongbo/0.1 (+file transfer)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The default total time for one file: DONGBO_MAX_FILE_BYTES at a slow link's 1 MB/s, plus a fifth for
+# the redirects, the connection and the upload, and never under ten minutes. 2 GiB gives about 43 min,
+# which still ends well before the fetcher's DONGBO_INFLIGHT_TIMEOUT (an hour) republishes the dossier.
+SLOW_LINK_BYTES_PER_SECOND = 1_000_000
+MIN_DEADLINE = 600.0
+# Health turns red when a transfer outlives its deadline by this much: the deadline did not free it.
+OVERDUE_GRACE = 60.0
+
+
+def default_deadline(max_bytes: int) -> float:
+    return max(MIN_DEADLINE, max_bytes / SLOW_LINK_BYTES_PER_SECOND * 1.2)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -57,7 +82,15 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 class FileResponse:
     """An open file body: its headers, and its bytes as checked chunks."""
 
-    def __init__(self, response: requests.Response, url: str, host: str, max_bytes: int, read_timeout: float):
+    def __init__(
+        self,
+        response: requests.Response,
+        url: str,
+        host: str,
+        max_bytes: int,
+        read_timeout: float,
+        transfer: Transfer | None = None,
+    ):
         self.url = url
         self.host = host
         self.status = response.status_code
@@ -68,25 +101,41 @@ class FileResponse:
         self._response = response
         self._max_bytes = max_bytes
         self._read_timeout = read_timeout
+        self._transfer = transfer
         self._started = False
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        try:
+            self._decoder = ContentDecoder(response.headers.get("Content-Encoding"))
+        except UndecodableBody as exc:
+            raise FileRefused(f"file from {host}: {exc}") from None
         # A compressed body is decoded as it streams; its Content-Length counts the compressed bytes,
         # which urllib3 itself enforces, so the decoded length is simply unknown here.
-        self.content_length = None if encoding not in ("", "identity") else _content_length(response)
+        self.content_length = _content_length(response) if self._decoder.passthrough else None
 
     def iter_chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The body in chunks; FileTooLarge past the limit, TruncatedBody when it ends short or breaks."""
         if self._started:
             raise RuntimeError("a file body can be read only once")
         self._started = True
+        decoder = self._decoder
         try:
-            for chunk in self._response.raw.stream(chunk_size, decode_content=True):
-                if not chunk:
-                    continue
-                self.bytes_read += len(chunk)
-                if self.bytes_read > self._max_bytes:
-                    raise FileTooLarge(f"file from {self.host} passed {self._max_bytes} bytes while streaming")
-                yield chunk
+            # Raw bytes from urllib3, decoded here: never more than one chunk of decoded data at once.
+            for data in self._response.raw.stream(chunk_size, decode_content=False):
+                decoder.feed(data)
+                while chunk := decoder.take(chunk_size):
+                    self.bytes_read += len(chunk)
+                    if self.bytes_read > self._max_bytes:
+                        raise FileTooLarge(
+                            f"file from {self.host} passed {self._max_bytes} bytes while streaming"
+                            + (f" (decoded from {decoder.encoding})" if not decoder.passthrough else "")
+                        )
+                    yield chunk
+                self._check_deadline()
+            decoder.finish()
+            # A socket shut down by the deadline reads as a clean end of a body without a length: such
+            # an ending is never trusted as the whole file.
+            self._check_deadline()
+        except UndecodableBody as exc:
+            raise TruncatedBody(f"file from {self.host} after {self.bytes_read} bytes: {exc}") from None
         except urllib3.exceptions.ReadTimeoutError:
             raise TruncatedBody(
                 f"file from {self.host} stalled: no data for {self._read_timeout:g}s after {self.bytes_read} bytes"
@@ -102,11 +151,17 @@ class FileResponse:
             raise TruncatedBody(f"file from {self.host} ended at {self.bytes_read} of {self.content_length} bytes")
         self.complete = True
 
-    def close(self) -> None:
-        if self.complete:
+    def _check_deadline(self) -> None:
+        if self._transfer is not None and self._transfer.expired:
+            raise FileTooSlow(f"file from {self.host} passed its deadline after {self.bytes_read} bytes")
+
+    def close(self, reuse: bool = True) -> None:
+        if self.complete and reuse:
             self._response.raw.release_conn()  # a fully read connection goes back to the pool for reuse
         else:
-            self._response.close()  # a half-read one is dropped: its unread bytes would poison the next request
+            # A half-read one is dropped: its unread bytes would poison the next request. So is one whose
+            # socket the deadline shut down.
+            self._response.close()
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -134,8 +189,10 @@ class FileSource:
         *,
         resolver: Resolver = resolve,
         pool_size: int = 4,
+        deadline: float | None = None,
     ):
         self.policy = HostPolicy(allowed_hosts, resolver)
+        self.deadline = deadline if deadline is not None else default_deadline(max_bytes)
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -145,6 +202,7 @@ class FileSource:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        self._active: set[Transfer] = set()
 
     @classmethod
     def from_settings(cls, settings) -> FileSource:
@@ -155,27 +213,70 @@ class FileSource:
             read_timeout=settings.read_timeout,
             verify_tls=settings.onestop_verify_tls,
             pool_size=settings.download_concurrency,
+            deadline=getattr(settings, "file_deadline", None),
         )
 
     # -- the public verbs ------------------------------------------------------------------------
 
     @contextmanager
     def open(self, url: str) -> Iterator[FileResponse]:
-        """GETs `url`, following allowed redirects; yields the body unread and closes it afterwards."""
-        response, final_url, host = self._get(url)
-        file = FileResponse(response, final_url, host, self.max_bytes, self.read_timeout)
+        """GETs `url`, following allowed redirects; yields the body unread and closes it afterwards.
+
+        Everything from the first connection to the end of the `with` block (the caller's upload reads
+        the body inside it) runs under the file's deadline; past it, the error is FileTooSlow.
+        """
+        transfer = Transfer(self.policy, self.deadline, raw_host(url))
+        with self._lock:
+            self._active.add(transfer)
+        file: FileResponse | None = None
         try:
-            if file.content_length is not None and file.content_length > self.max_bytes:
-                raise FileTooLarge(
-                    f"file from {host} is {file.content_length} bytes, over the limit of {self.max_bytes}"
-                )
-            yield file
+            with transfer:
+                try:
+                    response, final_url, host = self._get(url)
+                    if transfer.expired:  # the headers "ended" because the deadline shut the socket
+                        response.close()
+                        raise FileTooSlow("")
+                    file = FileResponse(response, final_url, host, self.max_bytes, self.read_timeout, transfer)
+                    if file.content_length is not None and file.content_length > self.max_bytes:
+                        raise FileTooLarge(
+                            f"file from {host} is {file.content_length} bytes, over the limit of {self.max_bytes}"
+                        )
+                    yield file
+                except Exception as exc:
+                    # Past the deadline the sockets were shut down: whatever broke next (a truncated body,
+                    # a lost connection, the upload that read from it) was the deadline. A permanent
+                    # verdict reached on its own (too large, refused) stands.
+                    if transfer.expired and not isinstance(exc, PermanentError):
+                        raise FileTooSlow(
+                            f"file from {transfer.what} took longer than {self.deadline:g}s "
+                            f"(DONGBO_FILE_DEADLINE){_progress(file)}; abandoned"
+                        ) from None
+                    raise
         finally:
-            file.close()
+            with self._lock:
+                self._active.discard(transfer)
+            if file is not None:
+                file.close(reuse=not transfer.expired)  # `with transfer` has ended: the clock has stopped
+
+    def overdue(self) -> float | None:
+        """Seconds the oldest transfer has run, when that is past its deadline plus a grace; else None.
+
+        The deadline shuts a transfer's sockets; one still running after that is stuck somewhere else.
+        """
+        with self._lock:
+            ages = [transfer.age for transfer in self._active]
+        oldest = max(ages, default=0.0)
+        return oldest if oldest > self.deadline + OVERDUE_GRACE else None
 
     def check_url(self, url: str) -> str:
-        """Raises ForbiddenHost unless `url` may be fetched; returns the request URL as it will be sent."""
-        return self._prepare(self._session(), literal_url(url))[0].url
+        """Raises ForbiddenHost unless `url` may be fetched; returns the request URL as it will be sent.
+
+        A dry run: it also resolves the name and checks the addresses, which a real fetch leaves to the
+        check of the connected socket.
+        """
+        prepared = self._prepare(self._session(), literal_url(url))[0]
+        assert prepared.url is not None
+        return prepared.url
 
     def close(self) -> None:
         with self._lock:
@@ -190,17 +291,20 @@ class FileSource:
         seen: set[str] = set()
         current = literal_url(url)
         for _hop in range(self.max_redirects + 1):
-            prepared, host = self._prepare(session, current)
-            if prepared.url in seen:
+            prepared, host = self._prepare(session, current, resolve=False)  # the connection checks its address
+            request_url = prepared.url
+            assert request_url is not None
+            if request_url in seen:
                 raise RedirectLoop(f"file URL on {host} redirects in a circle")
-            seen.add(prepared.url)
+            seen.add(request_url)
             try:
-                response = session.send(
+                # The adapter, not session.send: that would read and decode a redirect's body (see above).
+                response = session.get_adapter(request_url).send(
                     prepared,
                     stream=True,
-                    allow_redirects=False,
                     timeout=(self.connect_timeout, self.read_timeout),
                     verify=self.verify_tls,
+                    proxies={},
                 )
             except requests.exceptions.Timeout:
                 raise FileSourceUnavailable(f"file host {host} timed out") from None
@@ -209,8 +313,11 @@ class FileSource:
             except requests.exceptions.RequestException as exc:  # InvalidURL and the like: never fetchable
                 raise FileRefused(f"file URL on {host} cannot be requested: {type(exc).__name__}") from None
             if response.status_code in REDIRECTS and response.headers.get("Location"):
-                current = urljoin(prepared.url, _header_text(response.headers["Location"]))
-                self._discard(response)
+                location = response.headers["Location"]
+                # Closed unread: the body of a redirect is never needed, and could be a bomb. The
+                # connection goes with it (a new one costs far less than the risk).
+                response.close()
+                current = urljoin(request_url, _location_text(location, host, response.status_code))
                 log.debug("file URL on %s redirects to %s", host, _describe(current))
                 continue
             try:
@@ -218,10 +325,12 @@ class FileSource:
             except BaseException:
                 response.close()
                 raise
-            return response, prepared.url, host
+            return response, request_url, host
         raise RedirectLoop(f"file URL on {host} redirects more than {self.max_redirects} times")
 
-    def _prepare(self, session: requests.Session, url: str) -> tuple[requests.PreparedRequest, str]:
+    def _prepare(
+        self, session: requests.Session, url: str, *, resolve: bool = True
+    ) -> tuple[requests.PreparedRequest, str]:
         """The request as it will go out, after checking the host it will connect to."""
         written_host = raw_host(url)
         try:
@@ -229,7 +338,8 @@ class FileSource:
             prepared = session.prepare_request(requests.Request("GET", url))
         except (requests.exceptions.RequestException, ValueError, UnicodeError):
             raise ForbiddenHost(f"file URL on {written_host} is not a valid http(s) URL") from None
-        return prepared, self.policy.check_request_url(prepared.url, written_host)
+        assert prepared.url is not None
+        return prepared, self.policy.check_request_url(prepared.url, written_host, resolve=resolve)
 
     @staticmethod
     def _check_status(response: requests.Response, host: str) -> None:
@@ -242,17 +352,6 @@ class FileSource:
             raise FileSourceUnavailable(f"file host {host} answered {status}")
         raise FileRefused(f"file host {host} answered {status}")
 
-    @staticmethod
-    def _discard(response: requests.Response) -> None:
-        """Reads a small redirect body so its connection can be reused; drops the connection otherwise."""
-        try:
-            length = _content_length(response)
-            if length is not None and length <= CHUNK_SIZE:
-                response.content  # noqa: B018 - reading it releases the connection to the pool
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
-            pass
-        response.close()
-
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
@@ -260,7 +359,9 @@ class FileSource:
             session.trust_env = False  # no proxies or .netrc credentials from the environment
             session.cookies.set_policy(_NoCookies())
             session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"})
-            adapter = HTTPAdapter(pool_connections=self._pool_size, pool_maxsize=self._pool_size, max_retries=0)
+            adapter = CheckedAdapter(
+                pool_connections=self._pool_size, pool_maxsize=self._pool_size, max_retries=no_retries()
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session
@@ -269,13 +370,23 @@ class FileSource:
         return session
 
 
+def _location_text(value: str, host: str, status: int) -> str:
+    """A redirect's Location as text: headers arrive as latin-1, a Location is UTF-8 (RFC 3986 / 3987).
 
-def _header_text(value: str) -> str:
-    """HTTP headers arrive as latin-1; a Location written in UTF-8 is turned back into its characters."""
+    Bytes that are not UTF-8 cannot name any URL the host meant; guessing would fetch some other file.
+    """
     try:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:
-        return value
+        raise FileRefused(
+            f"file host {host} answered {status} with a Location that is not valid UTF-8: {ascii(value)[1:80]}"
+        ) from None
+
+
+def _progress(file: FileResponse | None) -> str:
+    if file is None:
+        return " before its body began"
+    return f" after {file.bytes_read} bytes" + (f" of {file.content_length}" if file.content_length else "")
 
 
 def _brief(exc: BaseException) -> str:

@@ -4,8 +4,14 @@ Host rules: only http/https; the host (case-insensitive, IDNA-encoded, IPv6 lite
 listed, optionally with a port; a listed host is trusted even where it is a loopback or private address
 (that is how an operator allows a one-stop server on 127.0.0.1 or the LAN); a listed *name* is still
 refused when it resolves to a link-local address (169.254.0.0/16, fe80::/10: the cloud metadata
-service), unless that IP literal itself is listed. The resolution check is defence in depth against a
-hijacked DNS record; the list itself is the primary control.
+service), unless that IP literal itself is listed. The list itself is the primary control; the
+link-local rule is defence in depth against a hijacked DNS record.
+
+The link-local rule is applied to the address a connection is actually made to (`check_peer`, called by
+the fetcher on the connected socket, before a byte is sent). Checking a name's resolution and then
+letting the connection resolve it again would let a rebinding DNS server answer "safe" to the first
+lookup and "metadata" to the second. `check_host` still resolves a name for `check_url`, the dry run
+that explains a refusal before any transfer.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ Resolver = Callable[[str, int], list[str]]
 
 def resolve(host: str, port: int) -> list[str]:
     """Every address a name resolves to (the system resolver, as the connection itself will use)."""
-    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 def normalize_host(host: str) -> str:
@@ -72,8 +78,12 @@ def _parse_allowed(entries: frozenset[str]) -> dict[str, frozenset[int] | None]:
             raise ConfigError(f"DONGBO_ALLOWED_FILE_HOSTS: {exc}") from None
         if port is None:
             allowed[host] = None
-        elif allowed.get(host, set()) is not None:
-            allowed.setdefault(host, set()).add(port)
+        elif host not in allowed:
+            allowed[host] = {port}
+        else:
+            ports = allowed[host]
+            if ports is not None:  # a bare `host` elsewhere in the list already allows every port
+                ports.add(port)
     return {host: (None if ports is None else frozenset(ports)) for host, ports in allowed.items()}
 
 
@@ -85,11 +95,11 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def _is_metadata_address(address: str) -> bool:
+def _is_metadata_address(address: str, networks: tuple = _METADATA_NETWORKS) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return any(ip in network for network in _METADATA_NETWORKS)
+    return any(ip in network for network in networks)
 
 
 class HostPolicy:
@@ -98,8 +108,10 @@ class HostPolicy:
     def __init__(self, allowed_hosts: frozenset[str], resolver: Resolver = resolve):
         self.allowed = _parse_allowed(frozenset(allowed_hosts))
         self.resolver = resolver
+        # The networks of the cloud metadata service; an attribute so a test can put one on loopback.
+        self.metadata_networks: tuple = _METADATA_NETWORKS
 
-    def check_request_url(self, url: str, written_host: str) -> str:
+    def check_request_url(self, url: str, written_host: str, *, resolve: bool = True) -> str:
         """The host a prepared request `url` will connect to; ForbiddenHost unless it may.
 
         `written_host` is `raw_host` of the URL as written, before requests quoted it.
@@ -116,24 +128,39 @@ class HostPolicy:
         if written_host != host:  # two parsers disagreeing about the host is an attack, never a real URL
             raise ForbiddenHost(f"file URL names an ambiguous host ({written_host} or {host})")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.check_host(host, port)
+        self.check_host(host, port, resolve=resolve)
         return host
 
-    def check_host(self, host: str, port: int) -> None:
+    def check_host(self, host: str, port: int, *, resolve: bool = True) -> None:
+        """ForbiddenHost unless `host:port` is listed; with `resolve`, also checks what the name resolves to."""
         if host not in self.allowed:
             raise ForbiddenHost(f"file host {host} is not in DONGBO_ALLOWED_FILE_HOSTS")
         ports = self.allowed[host]
         if ports is not None and port not in ports:
             raise ForbiddenHost(f"file host {host} is allowed, but not on port {port}")
-        if _is_ip(host):
+        if _is_ip(host) or not resolve:
             return  # an IP literal listed by the operator is trusted as configured
         try:
             addresses = self.resolver(host, port)
         except OSError as exc:
             raise FileSourceUnavailable(f"file host {host} does not resolve: {exc}") from None
         for address in addresses:
-            if _is_metadata_address(address) and normalize_host(address) not in self.allowed:
+            if _is_metadata_address(address, self.metadata_networks) and normalize_host(address) not in self.allowed:
                 raise ForbiddenHost(f"file host {host} resolves to the link-local address {address}")
+
+    def check_peer(self, host: str, address: str) -> None:
+        """ForbiddenHost when a connection to `host` reached a link-local address nobody listed.
+
+        `address` is the socket's peer address after connect: the one bytes would really go to.
+        """
+        try:
+            host = normalize_host(host)
+        except ValueError:
+            raise ForbiddenHost(f"file host {host!r} is not a valid host") from None
+        if _is_ip(host) and host in self.allowed:
+            return  # the operator listed this very address
+        if _is_metadata_address(address, self.metadata_networks) and normalize_host(address) not in self.allowed:
+            raise ForbiddenHost(f"file host {host} connected to the link-local address {address}")
 
 
 def literal_url(url: str) -> str:

@@ -59,7 +59,7 @@ def abort_stale_uploads(client: Minio, bucket: str, older_than: timedelta, prefi
                 continue  # age unknown: it may be another worker's upload in flight
             if started.tzinfo is None:
                 started = started.replace(tzinfo=UTC)
-            if started <= cutoff:
+            if started <= cutoff and upload.upload_id is not None:
                 client._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
                 aborted += 1
                 log.info("aborted stale multipart upload of %s started %s", upload.object_name, started)

@@ -9,6 +9,15 @@ therefore folded to a plain ASCII slug (Vietnamese diacritics dropped, `đ` → 
 survives and every S3 server, browser and shell handles. Slugs can collide ("Tờ khai.pdf" and
 "To khai.pdf"), so the digest, taken over the exact inputs, keeps distinct attachments apart; the readable
 slug is only there for the humans browsing the bucket. The original name stays in the database.
+
+Unicode normalization, and why it differs by field: one key must never hold two different files, so
+whatever decides *which bytes* are fetched must be hashed exactly. That is `url_file`: a URL written in
+NFC and the same URL in NFD are percent-encoded to different request paths, which a file host may serve
+as two different files (and the one-stop system lists them as two attachments); folded together, one
+would silently replace the other. So `url_file` goes into the digest exactly as given. The other fields
+(unit, dossier, matailieu, ten_file) only name the file: they are NFC-normalized, so the same name typed
+as NFC or NFD stays one entry. Existing keys are unchanged for every URL that was already in NFC (the
+form Vietnamese one-stop systems send): NFC of an NFC string is the string itself.
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ _RUNS = re.compile(r"([-._])[-._]*")
 class NamedFile(Protocol):
     """What a key needs of an attachment (shared.onestop.models.Attachment fits)."""
 
-    matailieu: str
-    url_file: str
-    ten_file: str
+    @property
+    def matailieu(self) -> str: ...
+    @property
+    def url_file(self) -> str: ...
+    @property
+    def ten_file(self) -> str: ...
 
 
 def object_key(madonvi: str, mahoso: str, attachment: NamedFile) -> str:
@@ -50,13 +62,21 @@ def object_key(madonvi: str, mahoso: str, attachment: NamedFile) -> str:
 def entry_digest(madonvi: str, mahoso: str, attachment: NamedFile) -> str:
     """First 16 hex digits of SHA-256 over the raw entry, so slug collisions never merge two files.
 
-    Each field is NFC-normalized (the same name typed as NFC or NFD is one entry) and length-prefixed,
-    so no two different tuples hash the same bytes ("a|b","c" vs "a","b|c").
+    Each naming field is NFC-normalized (the same name typed as NFC or NFD is one entry); `url_file` is
+    taken exactly, because it decides which bytes are fetched (see the module's docstring). Every field is
+    length-prefixed, so no two different tuples hash the same bytes ("a|b","c" vs "a","b|c").
     """
     sha = hashlib.sha256()
-    for field in (madonvi, mahoso, attachment.matailieu, attachment.url_file, attachment.ten_file):
+    for field, exact in (
+        (madonvi, False),
+        (mahoso, False),
+        (attachment.matailieu, False),
+        (attachment.url_file, True),
+        (attachment.ten_file, False),
+    ):
+        text = (field or "") if exact else unicodedata.normalize("NFC", field or "")
         # surrogatepass: a lone surrogate from a JSON "\ud800" must not crash the key, only change it.
-        data = unicodedata.normalize("NFC", field or "").encode("utf-8", "surrogatepass")
+        data = text.encode("utf-8", "surrogatepass")
         sha.update(len(data).to_bytes(8, "big"))
         sha.update(data)
     return sha.hexdigest()[:DIGEST_HEX]

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import BinaryIO, cast
 
 import urllib3
 from minio import Minio
@@ -85,10 +86,11 @@ class _HashingReader:
             elif self._eof:
                 break
             else:
-                chunk = next(self._chunks, None)
-                if chunk is None:
+                following = next(self._chunks, None)
+                if following is None:
                     self._eof = True
                     break
+                chunk = following
             if size >= 0 and have + len(chunk) > size:
                 cut = size - have
                 chunk, self._leftover = chunk[:cut], chunk[cut:]
@@ -183,13 +185,13 @@ class ObjectStore:
         with _storage_errors(key):
             try:
                 stat = self.client.stat_object(self.bucket, key)
-                tags = self.client.get_object_tags(self.bucket, key) or {}
+                tags: dict[str, str] = dict(self.client.get_object_tags(self.bucket, key) or {})
             except S3Error as exc:
                 if exc.code in MISSING:
                     return None
                 raise
         sha256 = tags.get("sha256", "")
-        if len(sha256) != 64 or tags.get("size") != str(stat.size):
+        if len(sha256) != 64 or stat.size is None or tags.get("size") != str(stat.size):
             return None
         metadata = _user_metadata(stat.metadata)
         return StoredObject(
@@ -206,7 +208,8 @@ class ObjectStore:
         """The size of whatever object is at `key` (complete or not), or None."""
         with _storage_errors(key):
             try:
-                return int(self.client.stat_object(self.bucket, key).size)
+                size = self.client.stat_object(self.bucket, key).size
+                return None if size is None else int(size)
             except S3Error as exc:
                 if exc.code in MISSING:
                     return None
@@ -234,10 +237,10 @@ class ObjectStore:
             result = self.client.put_object(
                 self.bucket,
                 key,
-                reader,
+                cast(BinaryIO, reader),  # minio only calls read(size)
                 length if length is not None else -1,
                 content_type=content_type,
-                metadata=metadata or None,
+                metadata=_metadata(metadata),
                 part_size=part_size,
                 num_parallel_uploads=1,  # parallel parts would hold several parts in memory at once
             )
@@ -260,12 +263,17 @@ class ObjectStore:
         sha256 = hashlib.sha256(data).hexdigest()
         with _storage_errors(key):
             result = self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
-                                            metadata=metadata or None, tags=_complete_tags(sha256, len(data)))
+                                            metadata=_metadata(metadata), tags=_complete_tags(sha256, len(data)))
         return PutResult(key=key, size=len(data), sha256=sha256, etag=result.etag)
 
     def remove(self, key: str) -> None:
         with _storage_errors(key):
             self.client.remove_object(self.bucket, key)
+
+
+def _metadata(metadata: dict[str, str] | None) -> dict[str, str | list[str] | tuple[str]] | None:
+    """Our metadata in the type minio's signature asks for (it also takes lists)."""
+    return dict(metadata) if metadata else None
 
 
 def _complete_tags(sha256: str, size: int, extra: dict[str, str] | None = None) -> Tags:
