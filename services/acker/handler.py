@@ -79,7 +79,7 @@ class AckHandler:
         mahosos = [message.mahoso for items in by_unit.values() for _, message in items]
         with self.engine.connect() as connection:
             rows = connection.execute(select(ho_so.c.mahoso, ho_so.c.fetched_at).where(ho_so.c.mahoso.in_(mahosos)))
-            held = dict(rows.tuples().all())
+            held: dict[str, datetime | None] = {mahoso: at for mahoso, at in rows}
         current: dict[str, list[tuple[int, DossierIndexed]]] = {}
         for madonvi, items in by_unit.items():
             for i, message in items:

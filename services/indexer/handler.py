@@ -67,9 +67,10 @@ class IndexHandler:
         for i, dossier in parsed:
             if results[i] is not None:
                 continue
-            failed = any(results[j] is not None for j, d in parsed if d is latest[dossier.mahoso])
-            if failed:  # the version it lost to could not be written: its retry decides for both
-                results[i] = next(results[j] for j, d in parsed if d is latest[dossier.mahoso] and results[j])
+            failures = [results[j] for j, d in parsed
+                        if d is latest[dossier.mahoso] and isinstance(results[j], BaseException)]
+            if failures:  # the version it lost to could not be written: its retry decides for both
+                results[i] = failures[0]
             elif dossier is latest[dossier.mahoso] and dossier.mahoso in written:
                 results[i] = Done([(ACK, DossierIndexed(mahoso=dossier.mahoso, madonvi=dossier.madonvi,
                                                         fetched_at=dossier.fetched_at,
