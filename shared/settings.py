@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # One dossier as the one-stop system sends it (docs/hostile-input-dossiers.md): the longest text field,
     # and the whole item, kept well under the broker's 16 MiB message limit.
     max_field_chars: int = Field(default=4000, gt=0)
-    max_item_bytes: int = Field(default=4 * 1024**2, gt=0)
+    max_item_bytes: int = Field(default=4 * 1024**2, gt=0, le=12 * 1024**2)
     allowed_file_hosts: CommaList = Field(default_factory=list)
 
     # Timeouts and retries of outbound HTTP.

@@ -112,7 +112,8 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
     finally:
         pipeline.stop_all()
         print(reasons(rabbit_url, dlq))
-        print("\n".join(line for line in pipeline.logs_whole().splitlines() if "ERROR" in line or "error" in line)[-6000:])
+        errors = [line for line in pipeline.logs_whole().splitlines() if '"level": "error"' in line]
+        print("\n".join(errors)[-6000:])
     assert reasons(rabbit_url, dlq) == expected  # each once: a later poll does not park it again
     assert not any(standin.marked[key] for key in standin.marked if key not in good)
     assert all(standin.marked[m] == 1 for m in good)

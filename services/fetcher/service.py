@@ -130,7 +130,7 @@ class Fetcher:
                 if result.complete:
                     POLLS.labels(madonvi, "ok").inc()
                 self.reporter.progress()
-            except (CONNECTION_ERRORS, ChunkRefused):
+            except (*CONNECTION_ERRORS, ChunkRefused):
                 raise
             except DongboError as exc:
                 POLLS.labels(madonvi, exc.reason).inc()
