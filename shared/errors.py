@@ -97,6 +97,30 @@ class MalformedDossier(PermanentError):
     reason = "malformed-dossier"
 
 
+class FieldTooLong(PermanentError):
+    """A text field of a dossier is longer than DONGBO_MAX_FIELD_CHARS."""
+
+    reason = "field-too-long"
+
+
+class DossierTooLarge(PermanentError):
+    """A dossier, as a message, is larger than DONGBO_MAX_ITEM_BYTES."""
+
+    reason = "dossier-too-large"
+
+
+class BrokerRefused(PermanentError):
+    """The broker refused the message of one dossier (nack, or a channel closed over that message alone)."""
+
+    reason = "broker-refused"
+
+
+class UnstorableValue(PermanentError):
+    """The database refused a value that no retry can change (too long for its column, a NUL in text)."""
+
+    reason = "unstorable-value"
+
+
 class ForbiddenHost(PermanentError):
     """A file URL points outside DONGBO_ALLOWED_FILE_HOSTS, to a private address, or not over http(s)."""
 

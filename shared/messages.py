@@ -2,10 +2,16 @@
 
 Messages carry keys and references (object keys, `mahoso`), never file bytes. Every message names its
 dossier (`mahoso`) and unit (`madonvi`) so that logs, dead letters and replays can always say which.
+
+Every message about a dossier also names its version: `fetched_at`, when the fetcher saw that content (the
+order of versions), and `source_hash`, a fingerprint of the content. The indexer never lets an older version
+replace a newer one, and the acker marks only the version the archive holds. Both fields were added to
+schema version 1 with defaults: a message already queued without them is read as "version unknown".
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 from typing import ClassVar, Literal
 
@@ -21,13 +27,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def dossier_hash(dossier: Dossier) -> str:
+    """The fingerprint of a dossier's content as the one-stop system sent it (after validation)."""
+    return hashlib.sha256(dossier.model_dump_json().encode("utf-8")).hexdigest()
+
+
 class Message(BaseModel):
     """Base of every message; `kind` tells a reader which model a body is."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     kind: ClassVar[str]
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     mahoso: str = Field(min_length=1)
     madonvi: str = Field(min_length=1)
 
@@ -61,10 +72,12 @@ class DossierFetched(DossierMessage):
 
     files: list[Attachment] = Field(default_factory=list)
     fetched_at: datetime = Field(default_factory=utcnow)
+    source_hash: str = ""
 
     @classmethod
     def of(cls, dossier: Dossier) -> DossierFetched:
         return cls(
+            source_hash=dossier_hash(dossier),
             mahoso=dossier.mahoso,
             madonvi=dossier.madonvi,
             tentochuccanhan=dossier.tentochuccanhan,
@@ -99,6 +112,7 @@ class DossierStored(DossierMessage):
 
     files: list[StoredFile] = Field(default_factory=list)
     fetched_at: datetime | None = None
+    source_hash: str = ""
 
 
 class DossierIndexed(Message):
@@ -107,3 +121,6 @@ class DossierIndexed(Message):
     kind: ClassVar[str] = "dossier.indexed"
 
     indexed_at: datetime = Field(default_factory=utcnow)
+    # The version that was indexed; the acker marks the dossier synced only while the archive holds it.
+    fetched_at: datetime | None = None
+    source_hash: str = ""

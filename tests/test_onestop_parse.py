@@ -39,7 +39,8 @@ SPEC_FILES = [
     },
     {
         "matailieu": "000.00.00.G12-KQ5585",
-        "tentailieu": "Giấy giới thiệu kèm theo công văn đề nghị mua hóa đơn do người đứng đầu cơ quan ký, đóng dấu: 01 bản chính",
+        "tentailieu": "Giấy giới thiệu kèm theo công văn đề nghị mua hóa đơn do người đứng đầu cơ quan ký, "
+        "đóng dấu: 01 bản chính",
         "url_file": "http://motcua.thainguyen.gov.vn/thainguyen/general/public/attach-file/000.00.17.H55/2020/10/19/2020_10_19_031048885!~!file_dinh_kem2.pdf",
         "ten_file": "file_dinh_kem2.pdf",
     },

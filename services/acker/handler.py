@@ -1,5 +1,10 @@
 """The acker's decision for a batch: mark its dossiers synced on the one-stop system, unit by unit,
-then record the synced time. A unit whose call fails has nothing recorded and is retried whole."""
+then record the synced time. A unit whose call fails has nothing recorded and is retried whole.
+
+Only the version the archive holds is marked: a message about a version that a newer one has replaced in
+`ho_so` since it was indexed is acknowledged without marking (the newer version's own message marks it).
+A message without a version (queued before versions were carried) is marked as before.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import sqlalchemy.exc
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from shared import observability
@@ -21,7 +26,12 @@ from shared.onestop import OneStopClient
 
 log = logging.getLogger(__name__)
 
-ho_so = HoSo.__table__
+ho_so = HoSo.__table__  # type: ignore[attr-defined]
+
+
+def _same_time(a: datetime, b: datetime) -> bool:
+    # SQLite hands back naive UTC datetimes.
+    return a.replace(tzinfo=a.tzinfo or UTC) == b.replace(tzinfo=b.tzinfo or UTC)
 
 
 class AckHandler:
@@ -39,7 +49,14 @@ class AckHandler:
                 by_unit[message.madonvi].append((i, message))
             except Exception as exc:
                 results[i] = exc
+        try:
+            by_unit = self._current(by_unit, results)
+        except sqlalchemy.exc.OperationalError as exc:
+            error = DatabaseUnavailable(f"database: {exc.orig or exc}")
+            return [error if result is None else result for result in results]
         for madonvi, items in by_unit.items():
+            if not items:
+                continue
             mahosos = list(dict.fromkeys(message.mahoso for _, message in items))
             try:
                 self.client.mark_synced(madonvi, mahosos, batch_size=self.batch_size)
@@ -54,7 +71,27 @@ class AckHandler:
             observability.DOSSIERS.labels("acker").inc(len(mahosos))
             for i, _ in items:
                 results[i] = Done()
-        return results
+        return [Done() if result is None else result for result in results]
+
+    def _current(self, by_unit: dict[str, list[tuple[int, DossierIndexed]]],
+                 results: list[Done | BaseException | None]) -> dict[str, list[tuple[int, DossierIndexed]]]:
+        """The messages about the version `ho_so` holds; the others are settled as done, unmarked."""
+        mahosos = [message.mahoso for items in by_unit.values() for _, message in items]
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(ho_so.c.mahoso, ho_so.c.fetched_at).where(ho_so.c.mahoso.in_(mahosos)))
+            held: dict[str, datetime | None] = {mahoso: at for mahoso, at in rows}
+        current: dict[str, list[tuple[int, DossierIndexed]]] = {}
+        for madonvi, items in by_unit.items():
+            for i, message in items:
+                version = held.get(message.mahoso)
+                if message.fetched_at is None or version is None or _same_time(message.fetched_at, version):
+                    current.setdefault(madonvi, []).append((i, message))
+                else:
+                    log.info("dossier %s: version seen at %s was replaced by the one seen at %s; not marked",
+                             message.mahoso, message.fetched_at, version,
+                             extra={"mahoso": message.mahoso, "madonvi": madonvi})
+                    results[i] = Done()
+        return current
 
     def _record_synced(self, mahosos: list[str]) -> None:
         at = datetime.now(UTC)

@@ -1,30 +1,46 @@
-"""One poll of one unit: read the one-stop system's answer as a stream and hand new dossiers on."""
+"""One poll of one unit: read the one-stop system's answer as a stream and hand new dossiers on.
+
+Whatever one dossier holds, it is that dossier's problem alone (DESIGN, delivery rules 6 and 7): one that
+fails validation, breaks a limit, or cannot even be turned into a message is parked in the dead-letter
+queue with its reason and recorded as failed, and the poll goes on with the next. Keys that reach the
+database or a header are made safe first (`safe_key`), so a NUL in a `mahoso` cannot fail the lookup of its
+whole chunk.
+
+A message the broker refuses closes the publisher's channel, so the chunk it was in cannot be finished
+here: `ChunkRefused` names the dossiers that were in flight, the fetcher reconnects, and the next poll
+sends those "suspects" one at a time. The one refused alone is the culprit; the poll after that parks it
+(`broker-refused`) without sending it, and its neighbours go through.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
 from threading import Event
 
+import pika.exceptions
 from sqlalchemy.engine import Engine
 
-from services.fetcher.selection import should_publish, source_hash
-from shared.broker.outcome import ATTEMPTS_HEADER, ERROR_HEADER, QUEUE_HEADER, REASON_HEADER, SERVICE_HEADER
-from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, NEW_DOSSIER_HEADER, Publisher, properties
+from services.fetcher.selection import should_publish
+from shared.broker.dead_letters import FETCHER, park
+from shared.broker.publisher import NEW_DOSSIER_HEADER, Publisher, PublishRefused
 from shared.broker.topology import DOWNLOAD, Topology
 from shared.db import sync_state
+from shared.errors import BrokerRefused, MalformedDossier
 from shared.messages import DossierFetched
 from shared.onestop import InvalidDossier, OneStopClient
+from shared.onestop.dossier_items import ItemLimits, check_limits, parked_body, safe_key, summary
 from shared.onestop.models import Dossier
 
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+# What a broker refusal of one message looks like from here: a nack, or the channel closed under it.
+REFUSALS = (PublishRefused, pika.exceptions.ChannelClosedByBroker, pika.exceptions.ChannelWrongStateError)
 
 
 @dataclass
@@ -35,6 +51,23 @@ class PollResult:
     complete: bool = True  # False when the poll was stopped before the end of the answer
 
 
+@dataclass
+class Refusals:
+    """What the fetcher learned from broker refusals; kept across reconnects by the fetcher."""
+
+    suspects: set[str] = field(default_factory=set)  # were in flight when a message was refused
+    culprits: set[str] = field(default_factory=set)  # refused alone: parked without being sent again
+
+
+class ChunkRefused(Exception):
+    """The broker refused a message of these dossiers; the channel is gone."""
+
+    def __init__(self, madonvi: str, mahosos: list[str], cause: BaseException):
+        super().__init__(f"the broker refused a message among {len(mahosos)} dossiers of unit {madonvi}: {cause}")
+        self.madonvi = madonvi
+        self.mahosos = mahosos
+
+
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -43,7 +76,10 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topology: Topology, madonvi: str, *,
               inflight_timeout: timedelta, tungay: date | None = None, denngay: date | None = None,
-              stopping: Event | None = None) -> PollResult:
+              stopping: Event | None = None, limits: ItemLimits | None = None,
+              refusals: Refusals | None = None) -> PollResult:
+    limits = limits or ItemLimits()
+    refusals = refusals if refusals is not None else Refusals()
     result = PollResult()
     for chunk in _chunks(client.fetch_dossiers(madonvi, tungay, denngay), CHUNK):
         if stopping is not None and stopping.is_set():
@@ -51,60 +87,93 @@ def poll_unit(client: OneStopClient, publisher: Publisher, engine: Engine, topol
             result.complete = False
             log.info("unit %s: poll stopped after %d dossiers", madonvi, result.seen, extra={"madonvi": madonvi})
             return result
-        valid = {item.mahoso: item for item in chunk if isinstance(item, Dossier)}  # a repeated mahoso counts once
-        invalid = [item for item in chunk if isinstance(item, InvalidDossier)]
-        result.seen += len(valid) + len(invalid)
+        result.seen += len(chunk)
+        valid, invalid = _check(chunk, limits, refusals)
         with engine.begin() as connection:
-            states = sync_state.load(connection, list(valid) + [i.mahoso for i in invalid if i.mahoso])
-        now = sync_state.now()
-        resend_synced = tungay is None and denngay is None
-        chosen = []
-        for dossier in valid.values():
-            digest = source_hash(dossier)
-            state = states.get(dossier.mahoso)
-            if should_publish(state, digest, now, inflight_timeout, resend_synced):
-                headers = {NEW_DOSSIER_HEADER: True} if state is None else None
-                publisher.send(topology.queue(DOWNLOAD), DossierFetched.of(dossier), headers)
-                chosen.append((dossier.mahoso, dossier.madonvi, digest))
-        publisher.confirm_all()  # one wait for the whole chunk, before it is recorded as handed on
-        with engine.begin() as connection:
-            sync_state.record_published(connection, chosen)
-        result.published += len(chosen)
+            states = sync_state.load(connection, list(valid) + [safe_key(i.mahoso) for i in invalid if i.mahoso])
+        result.published += _hand_on(publisher, engine, topology, madonvi, valid, states, refusals,
+                                     resend_synced=tungay is None and denngay is None,
+                                     inflight_timeout=inflight_timeout)
         for item in invalid:
-            if _dead_letter_invalid(publisher, engine, topology, item, states.get(item.mahoso or "")):
+            if _dead_letter_invalid(publisher, engine, topology, item, states.get(safe_key(item.mahoso))):
                 result.invalid += 1
     log.info("unit %s: %d dossiers returned, %d handed on, %d invalid", madonvi, result.seen, result.published,
              result.invalid, extra={"madonvi": madonvi})
     return result
 
 
+def _check(chunk: list, limits: ItemLimits, refusals: Refusals
+           ) -> tuple[dict[str, DossierFetched], list[InvalidDossier]]:
+    """Each dossier of a chunk as the message to send, or as what is wrong with it."""
+    valid: dict[str, DossierFetched] = {}  # a repeated mahoso counts once, as its last copy
+    invalid: list[InvalidDossier] = []
+    for item in chunk:
+        if isinstance(item, InvalidDossier):
+            invalid.append(item)
+            continue
+        try:
+            message = DossierFetched.of(item)
+            checked: Dossier | InvalidDossier = check_limits(item, limits, len(message.to_bytes()))
+        except Exception as exc:  # whatever it is, it is this dossier's alone
+            log.exception("dossier %s: could not be made a message", item.mahoso, extra={"mahoso": item.mahoso})
+            checked = InvalidDossier(item.mahoso, item.madonvi, summary(None, item.mahoso, item.madonvi, 0, "error"),
+                                     f"could not be made a message: {type(exc).__name__}: {exc}",
+                                     MalformedDossier.reason)
+        if isinstance(checked, Dossier) and item.mahoso in refusals.culprits:
+            # Within the limits, so its copy is bounded: a replay can send it on once the cause is gone.
+            checked = InvalidDossier(item.mahoso, item.madonvi, item.model_dump(mode="json"),
+                                     "the broker refused its message (see the fetcher's log for what it said)",
+                                     BrokerRefused.reason)
+        if isinstance(checked, InvalidDossier):
+            invalid.append(checked)
+            valid.pop(item.mahoso, None)
+        else:
+            valid[item.mahoso] = message
+    return valid, invalid
+
+
+def _hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: str,
+             messages: dict[str, DossierFetched], states: dict[str, dict], refusals: Refusals, *,
+             resend_synced: bool, inflight_timeout: timedelta) -> int:
+    """Publishes the dossiers that need it, confirmed, then records them as handed on."""
+    now = sync_state.now()
+    chosen = [message for mahoso, message in messages.items()
+              if should_publish(states.get(mahoso), message.source_hash, now, inflight_timeout, resend_synced)]
+    batch = [m for m in chosen if m.mahoso not in refusals.suspects]
+    alone = [m for m in chosen if m.mahoso in refusals.suspects]
+    queue = topology.queue(DOWNLOAD)
+    # Suspects go one per confirm, so that a refusal names its dossier; the rest share one wait.
+    for group in [batch] + [[m] for m in alone]:
+        if not group:
+            continue
+        try:
+            for message in group:
+                headers = {NEW_DOSSIER_HEADER: True} if states.get(message.mahoso) is None else None
+                publisher.send(queue, message, headers)
+            publisher.confirm_all()
+        except REFUSALS as exc:
+            raise ChunkRefused(madonvi, [m.mahoso for m in group], exc) from exc
+        refusals.suspects.difference_update(m.mahoso for m in group)
+        with engine.begin() as connection:  # recorded only once confirmed
+            sync_state.record_published(connection, [(m.mahoso, m.madonvi, m.source_hash) for m in group])
+    return len(chosen)
+
+
 def _dead_letter_invalid(
     publisher: Publisher, engine: Engine, topology: Topology, item: InvalidDossier, state: dict | None
 ) -> bool:
     """Parks a dossier the one-stop system sent malformed, once per version of it."""
-    body = json.dumps(item.raw, ensure_ascii=False, default=str, sort_keys=True).encode("utf-8")
+    body = parked_body(item)
     digest = hashlib.sha256(body).hexdigest()
+    mahoso, madonvi = safe_key(item.mahoso), safe_key(item.madonvi) or item.madonvi
+    error = safe_key(item.error, 1000)  # it may quote a key of the item
     if state is not None and state["status"] == sync_state.FAILED and state["source_hash"] == digest:
         return False
-    reason = item.reason  # malformed-dossier, or too-many-files
-    headers = {
-        REASON_HEADER: reason,
-        ERROR_HEADER: item.error[:1000],
-        SERVICE_HEADER: "fetcher",
-        QUEUE_HEADER: topology.queue(DOWNLOAD),
-        ATTEMPTS_HEADER: 1,
-        MAHOSO_HEADER: item.mahoso or "",
-        MADONVI_HEADER: item.madonvi,
-    }
-    publisher.publish_raw(topology.dead_letter_queue(DOWNLOAD), body, properties(None, headers))
-    log.error(
-        "dossier %s of unit %s is malformed and was dead-lettered: %s",
-        item.mahoso,
-        item.madonvi,
-        item.error,
-        extra={"mahoso": item.mahoso, "madonvi": item.madonvi, "reason": reason},
-    )
-    if item.mahoso:
+    park(publisher, topology, DOWNLOAD, body, mahoso=mahoso, madonvi=madonvi, reason=item.reason,
+         error=error, service=FETCHER)
+    log.error("dossier %s of unit %s was parked (%s): %s", mahoso, madonvi, item.reason, error,
+              extra={"mahoso": mahoso, "madonvi": madonvi, "reason": item.reason})
+    if mahoso:
         with engine.begin() as connection:
-            sync_state.record_failed_input(connection, item.mahoso, item.madonvi, digest, reason, item.error)
+            sync_state.record_failed_input(connection, mahoso, madonvi, digest, item.reason, error)
     return True

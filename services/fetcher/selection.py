@@ -9,15 +9,15 @@ replays it from the dead-letter queue after fixing the cause.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 
 from shared.db.sync_state import FAILED, SYNCED
+from shared.messages import dossier_hash
 from shared.onestop.models import Dossier
 
 
 def source_hash(dossier: Dossier) -> str:
-    return hashlib.sha256(dossier.model_dump_json().encode("utf-8")).hexdigest()
+    return dossier_hash(dossier)
 
 
 def should_publish(state: dict | None, digest: str, now: datetime, inflight_timeout: timedelta,

@@ -1,13 +1,21 @@
-"""The fetcher: polls every unit on an interval and hands new dossiers to the download queue."""
+"""The fetcher: polls every unit on an interval and hands new dossiers to the download queue.
+
+A failure never turns into a tight loop: reconnecting waits with a growing, jittered delay
+(`shared.backoff`) that is reset only by a round of polls that went through, and a round that broke on a
+unit starts the next round with the unit after it, so one unit that keeps failing cannot keep the others
+from being polled. A broker refusal is narrowed down to its dossier (services/fetcher/poll.py).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from datetime import timedelta
 
-from services.fetcher.poll import poll_unit
+from services.fetcher.poll import ChunkRefused, Refusals, poll_unit
+from shared.backoff import Backoff
 from shared.broker.connection import CONNECTION_ERRORS, connect
 from shared.broker.publisher import Publisher
 from shared.broker.topology import Topology
@@ -15,10 +23,14 @@ from shared.db.engine import make_engine, wait_for_schema
 from shared.errors import DongboError, PermanentError
 from shared.observability import POLLS, health_of
 from shared.onestop import OneStopClient
+from shared.onestop.dossier_items import ItemLimits
 from shared.service import StatusReporter
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# With `once`: how many rounds a broken connection may cost (a refused message takes two to be parked).
+ONCE_ROUNDS = 3
 
 
 class Fetcher:
@@ -35,6 +47,10 @@ class Fetcher:
         self.connected = False
         self.last_turn = time.time()
         self.polled_all = False  # the last round reached the end of every unit's answer without an error
+        self.limits = ItemLimits.from_settings(settings)
+        self.refusals = Refusals()
+        self.first_unit = 0  # where the next round starts: after the unit the last one broke on
+        self.backoff = Backoff(0.5, 30.0)
 
     def health(self) -> tuple[bool, str]:
         # A poll of a big unit may take long; it turns the loop once per chunk of dossiers.
@@ -45,30 +61,40 @@ class Fetcher:
 
     def run(self) -> int:
         """Returns the exit status: with `once`, 1 unless every unit was polled to the end."""
-        backoff = 0.5
+        rounds = 0
         while not self.stopping.is_set():
             try:
                 connection = connect(self.settings.amqp_url.get_secret_value(), "fetcher", self.settings.heartbeat)
             except CONNECTION_ERRORS as exc:
-                log.warning("fetcher: broker unreachable (%s); retrying in %.1fs", exc or type(exc).__name__, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                delay = self.backoff.next()
+                log.warning("fetcher: broker unreachable (%s); retrying in %.1fs", exc or type(exc).__name__, delay)
+                self.stopping.wait(delay)
                 continue
-            backoff = 0.5
             try:
                 channel = connection.channel()
                 self.topology.declare(channel)
                 publisher = Publisher(channel, self.topology)
                 self.connected = True
                 self._poll_forever(connection, publisher)
+            except ChunkRefused as exc:
+                # Those dossiers go one at a time next round, so that the refused one is found and parked.
+                if len(exc.mahosos) == 1:
+                    self.refusals.culprits.update(exc.mahosos)
+                else:
+                    self.refusals.suspects.update(exc.mahosos)
+                log.error("fetcher: %s; reconnecting", exc, extra={"madonvi": exc.madonvi})
             except CONNECTION_ERRORS as exc:
                 log.warning("fetcher: broker connection lost (%s); reconnecting", exc or type(exc).__name__)
             finally:
                 self.connected = False
                 if connection.is_open:
-                    connection.close()
-            if self.once:
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        connection.close()
+            rounds += 1
+            if self.once and (self.stopping.is_set() or rounds >= ONCE_ROUNDS):
                 break
+            # Not at once: whatever broke may break again, and a round costs a full sync call per unit.
+            self.stopping.wait(self.backoff.next())
         self.client.close()
         if self.once and not self.polled_all:
             log.error("fetcher: the poll did not complete (see the errors above)")
@@ -89,18 +115,22 @@ class Fetcher:
     def poll_all(self, publisher: Publisher) -> None:
         self.polled_all = False
         complete = True
-        for madonvi in self.settings.units:
+        units = list(self.settings.units)
+        start = self.first_unit % len(units) if units else 0
+        for index, madonvi in enumerate(units[start:] + units[:start]):
             if self.stopping.is_set():
                 return
+            # Should this unit break the connection, the next round starts after it.
+            self.first_unit = start + index + 1
             try:
                 result = poll_unit(self.client, publisher, self.engine, self.topology, madonvi,
                                    inflight_timeout=timedelta(seconds=self.settings.inflight_timeout),
-                                   stopping=self.stopping)
+                                   stopping=self.stopping, limits=self.limits, refusals=self.refusals)
                 complete = complete and result.complete
                 if result.complete:
                     POLLS.labels(madonvi, "ok").inc()
                 self.reporter.progress()
-            except CONNECTION_ERRORS:
+            except (*CONNECTION_ERRORS, ChunkRefused):
                 raise
             except DongboError as exc:
                 POLLS.labels(madonvi, exc.reason).inc()
@@ -114,4 +144,7 @@ class Fetcher:
                 self.reporter.error(f"{madonvi}: unexpected: {exc}")
                 complete = False
             self.last_turn = time.time()
+        self.first_unit = start  # a round that went through: the next starts where this one did
         self.polled_all = complete
+        if complete:
+            self.backoff.reset()

@@ -1,7 +1,11 @@
-"""Writing dossiers and their files into `ho_so` and `tai_lieu`, idempotently.
+"""Writing dossiers and their files into `ho_so` and `tai_lieu`, idempotently and never backwards.
 
-A dossier seen again updates its row and replaces its set of files; it never adds a second row. One
-transaction covers a whole batch of dossiers, so a batch costs one commit, not one per dossier.
+A dossier seen again updates its row; it never adds a second row. Each write carries its version (when the
+fetcher saw it, `fetched_at`, and the content's fingerprint, `source_hash`): a version older than the one a
+row holds changes nothing (a retry or redelivery that lost the race), the same version writes the same
+values again. Files the written version no longer lists are marked superseded, with when and why, not
+deleted: nothing archived is overwritten or deleted (DESIGN, delivery rule 8). One transaction covers a
+whole batch of dossiers, so a batch costs one commit, not one per dossier.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import and_, or_, tuple_, update
 from sqlalchemy.engine import Connection
 
 from shared.db import sync_state
@@ -17,29 +21,39 @@ from shared.db.models import HoSo, TaiLieu
 from shared.db.sync_state import insert_for
 from shared.messages import DossierStored
 
-ho_so = HoSo.__table__
-tai_lieu = TaiLieu.__table__
+ho_so = HoSo.__table__  # type: ignore[attr-defined]
+tai_lieu = TaiLieu.__table__  # type: ignore[attr-defined]
 
 
-def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) -> None:
+def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) -> set[str]:
+    """Writes each dossier unless the archive holds a newer version; returns the `mahoso` of those written."""
     if not dossiers:
-        return
+        return set()
     at = datetime.now(UTC)
     rows = [{
         "mahoso": d.mahoso, "madonvi": d.madonvi, "tentochuccanhan": d.tentochuccanhan, "ngaynhan": d.ngaynhan,
         "mathutuc": d.mathutuc, "tenthutuc": d.tenthutuc, "file_count": len(d.files), "state": "indexed",
-        "fetched_at": d.fetched_at, "indexed_at": at,
+        "fetched_at": d.fetched_at, "source_hash": d.source_hash, "indexed_at": at,
     } for d in dossiers]
-    # Statements executed with a list of rows are compiled once and cached (executemany).
     stmt = insert_for(connection, ho_so)
     updated = {name: stmt.excluded[name] for name in rows[0] if name not in ("mahoso", "state")}
-    connection.execute(stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated), rows)
-
-    ids = dict(
-        connection.execute(
-            select(ho_so.c.mahoso, ho_so.c.id).where(ho_so.c.mahoso.in_([d.mahoso for d in dossiers]))
-        ).all()
+    # The same version or a newer one; a row without a version (written before versions) takes any.
+    not_older = or_(
+        ho_so.c.fetched_at.is_(None),
+        and_(stmt.excluded.fetched_at.is_not(None), stmt.excluded.fetched_at >= ho_so.c.fetched_at),
     )
+    # One statement per dossier: RETURNING tells which rows the version check let through.
+    ids: dict[str, int] = {}
+    upsert = stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated, where=not_older).returning(
+        ho_so.c.mahoso, ho_so.c.id
+    )
+    for row in rows:
+        written = connection.execute(upsert, row).first()
+        if written is not None:
+            ids[written[0]] = written[1]
+    current = [d for d in dossiers if d.mahoso in ids]
+    if not current:
+        return set()
     files = [
         {
             "ho_so_id": ids[d.mahoso],
@@ -54,18 +68,30 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
             "content_type": f.content_type,
             "content_type_mismatch": f.content_type_mismatch,
             "stored_at": f.stored_at,
+            "source_hash": d.source_hash,
+            "superseded_at": None,
+            "superseded_reason": None,
         }
-        for d in dossiers
+        for d in current
         for f in {f.object_key: f for f in d.files}.values()
     ]
-    # The set of files is the one just stored: rows of files no longer listed go.
-    keep = [(row["ho_so_id"], row["object_key"]) for row in files]
-    stale = delete(tai_lieu).where(tai_lieu.c.ho_so_id.in_(list(ids.values())))
-    if keep:
-        stale = stale.where(tuple_(tai_lieu.c.ho_so_id, tai_lieu.c.object_key).not_in(keep))
-    connection.execute(stale)
+    _supersede(connection, current, ids, files, at)
     if files:
         stmt = insert_for(connection, tai_lieu)
-        updated = {name: stmt.excluded[name] for name in files[0] if name != "object_key"}
-        connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=updated), files)
-    sync_state.record_status(connection, [d.mahoso for d in dossiers], sync_state.INDEXED)
+        set_files = {name: stmt.excluded[name] for name in files[0] if name != "object_key"}
+        connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=set_files), files)
+    sync_state.record_status(connection, [d.mahoso for d in current], sync_state.INDEXED)
+    return set(ids)
+
+
+def _supersede(connection: Connection, dossiers: list[DossierStored], ids: dict[str, int], files: list[dict],
+               at: datetime) -> None:
+    """Marks the files of these dossiers that their new version no longer lists; their rows stay."""
+    keep = [(row["ho_so_id"], row["object_key"]) for row in files]
+    for dossier in dossiers:
+        seen = dossier.fetched_at.isoformat(timespec="seconds") if dossier.fetched_at else "unknown"
+        stale = update(tai_lieu).where(tai_lieu.c.ho_so_id == ids[dossier.mahoso], tai_lieu.c.superseded_at.is_(None))
+        if keep:
+            stale = stale.where(tuple_(tai_lieu.c.ho_so_id, tai_lieu.c.object_key).not_in(keep))
+        reason = f"not listed by the version {dossier.source_hash[:12] or '(unknown)'} seen at {seen}"
+        connection.execute(stale.values(superseded_at=at, superseded_reason=reason))

@@ -14,10 +14,20 @@ often is therefore republished fresh to the end of its queue, confirmed, and its
 `replay` publishes the message to its stage's work queue with publisher confirms and only then
 acknowledges the dead letter. A crash in between leaves the message both replayed and still in the
 dead-letter queue, never lost; replaying that copy again is harmless, since every stage is idempotent.
+
+A dossier the fetcher parked (malformed, too large, ...) holds the item as the one-stop system sent it, not
+a message of the download stage. Its replay validates it again exactly as the fetcher does
+(`dossier_items.validate`): one that now passes (the limit was raised) goes on as the message the fetcher
+would have made; one that still fails goes back to the dead-letter queue with its reason. Never the raw
+item to the download queue, where it could read as a dossier with no files.
+
+`park` is how a service other than a queue consumer (the fetcher) dead-letters: the headers come from the
+same place as a consumer's (`outcome.dead_letter_headers`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +41,7 @@ if TYPE_CHECKING:
     import pika
 
     from shared.broker.publisher import Publisher
+    from shared.onestop.dossier_items import ItemLimits
 
 # The broker layer (and pika, pydantic under it) is imported where used, so `dongbo --help` stays quick.
 # What the broker adds when it dead-letters or redelivers a message; a replayed message starts clean.
@@ -208,7 +219,6 @@ def refreshed_headers(letter: DeadLetter) -> dict:
 Action = Callable[[DeadLetter], bool]
 
 
-
 def scan(channel, publisher: Publisher, topology: Topology, stage: str, selection: Selection, act: Action,
          limit: int | None = None, refresh_after: int = REFRESH_AFTER) -> int:
     """Runs `act` on each matching message of the stage's dead-letter queue once; returns how many matched."""
@@ -257,12 +267,72 @@ def _wait_until_counted(channel, returned: dict[str, int], timeout: float = 10.0
             time.sleep(0.05)
 
 
-def replay(publisher: Publisher, topology: Topology, letter: DeadLetter) -> None:
-    """Back to its stage's work queue with a fresh start, then gone from the dead-letter queue."""
+FETCHER = "fetcher"  # the service name on what the fetcher parks
+
+
+def park(publisher: Publisher, topology: Topology, stage: str, body: bytes, *, mahoso: str, madonvi: str,
+         reason: str, error: str, service: str) -> None:
+    """Dead-letters `body` for `stage` with the reason, as a consumer would; returns once confirmed.
+
+    `mahoso` and `madonvi` must already be safe (`dossier_items.safe_key`): they become headers.
+    """
+    import pika
+
+    from shared.broker import outcome
+    from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER
+
+    delivery = outcome.Delivery(tag=0, body=body, headers={MAHOSO_HEADER: mahoso, MADONVI_HEADER: madonvi})
+    headers = outcome.dead_letter_headers(delivery, outcome.DeadLetter(reason, outcome.describe(Exception(error))),
+                                          service, topology.queue(stage))
+    props = pika.BasicProperties(content_type="application/json", delivery_mode=pika.DeliveryMode.Persistent,
+                                 headers=headers)
+    publisher.publish_raw(topology.dead_letter_queue(stage), body, props)
+
+
+def replay(publisher: Publisher, topology: Topology, letter: DeadLetter, limits: ItemLimits | None = None) -> None:
+    """Back to its stage's work queue with a fresh start, then gone from the dead-letter queue.
+
+    `limits`: what a dossier the fetcher parked is validated against again (the fetcher's settings).
+    """
     # Confirmed publish first, acknowledgement second: a crash between them duplicates, never loses.
-    publisher.publish_raw(topology.queue(letter.stage), letter.body,
-                          _properties(letter.props, replay_headers(letter)))
+    if letter.service == FETCHER:
+        _replay_parked_item(publisher, topology, letter, limits or _limits_of_environment())
+    else:
+        publisher.publish_raw(topology.queue(letter.stage), letter.body,
+                              _properties(letter.props, replay_headers(letter)))
     publisher.channel.basic_ack(letter.tag)
+
+
+def _replay_parked_item(publisher: Publisher, topology: Topology, letter: DeadLetter, limits: ItemLimits) -> None:
+    from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER, properties
+    from shared.messages import DossierFetched
+    from shared.onestop.dossier_items import parked_body, safe_key, validate
+    from shared.onestop.models import InvalidDossier
+
+    try:
+        raw = json.loads(letter.body)
+    except ValueError:
+        raw = letter.body.decode("utf-8", errors="replace")
+    item = validate(raw, letter.madonvi or "", limits)
+    if isinstance(item, InvalidDossier):
+        park(publisher, topology, letter.stage, parked_body(item), mahoso=safe_key(item.mahoso) or letter.mahoso,
+             madonvi=safe_key(item.madonvi) or letter.madonvi, reason=item.reason, error=item.error,
+             service=FETCHER)
+        return
+    message = DossierFetched.of(item)
+    # The version is when the fetcher saw it, not now: a newer version fetched since must stay newer.
+    with contextlib.suppress(ValueError):
+        message = message.model_copy(update={"fetched_at": datetime.fromisoformat(letter.failed_at)})
+    headers = {MAHOSO_HEADER: message.mahoso, MADONVI_HEADER: message.madonvi}
+    publisher.publish_raw(topology.queue(letter.stage), message.to_bytes(), properties(message, headers))
+
+
+def _limits_of_environment() -> ItemLimits:
+    """The limits of the settings this command runs with, when its caller did not pass them."""
+    from shared.onestop.dossier_items import ItemLimits
+    from shared.settings import load_settings
+
+    return ItemLimits.from_settings(load_settings())
 
 
 def purge(channel, letter: DeadLetter) -> None:

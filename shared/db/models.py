@@ -30,7 +30,9 @@ class HoSo(SQLModel, table=True):
     tenthutuc: str = Field(default="", sa_type=Text)
     file_count: int = Field(default=0)
     state: str = Field(default="indexed", max_length=20)  # indexed | synced
+    # The version the row holds: when the fetcher saw it (the order of versions) and its fingerprint.
     fetched_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    source_hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     indexed_at: datetime = Field(sa_column=_ts(nullable=False))
     synced_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
@@ -56,6 +58,11 @@ class TaiLieu(SQLModel, table=True):
     content_type: str = Field(default="application/octet-stream", max_length=200)
     content_type_mismatch: bool = Field(default=False)
     stored_at: datetime = Field(sa_column=_ts(nullable=False))
+    # The version of the dossier that listed it last; a newer version that no longer lists it marks it
+    # superseded (when and why) instead of deleting it.
+    source_hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    superseded_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    superseded_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class SyncState(SQLModel, table=True):

@@ -17,7 +17,7 @@ from shared.db.models import SyncState
 QUEUED, STORED, INDEXED, SYNCED, FAILED = "queued", "stored", "indexed", "synced", "failed"
 STATUSES = (QUEUED, STORED, INDEXED, SYNCED, FAILED)
 
-table = SyncState.__table__
+table = SyncState.__table__  # type: ignore[attr-defined]
 
 
 def now() -> datetime:

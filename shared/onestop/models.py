@@ -2,6 +2,11 @@
 
 Field names stay the one-stop API's own (Vietnamese). Text is normalized to NFC so that the same name
 typed on two keyboards (NFC or NFD) compares equal; dates arrive as dd/mm/yyyy.
+
+What the archive can never store is refused here, at the edge: a code (`mahoso`, `madonvi`, `matailieu`,
+`mathutuc`) is printable and at most CODE_CHARS long (the width of its column); text carries no NUL and no
+lone surrogate (PostgreSQL and UTF-8 refuse both). How long a text field may be is a setting
+(DONGBO_MAX_FIELD_CHARS), checked by `dossier_items.check_limits`, so that raising it needs no new code.
 """
 
 from __future__ import annotations
@@ -34,9 +39,39 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc)]
+CODE_CHARS = 200  # the width of every code column (ho_so.mahoso, tai_lieu.matailieu, ...)
+
+
+def _printable(value: str) -> str:
+    # A code names a row, an object key and a log line: a control character (NUL above all) breaks each.
+    if not value.isprintable():
+        raise ValueError("must be printable text (it holds a control character)")
+    return value
+
+
+def _storable(value: str) -> str:
+    """Text PostgreSQL can store: no NUL, and valid Unicode (JSON may carry a lone surrogate, UTF-8 cannot)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_storable)]
 Code = Annotated[
-    str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_not_blank), Field(min_length=1, max_length=200)
+    str,
+    BeforeValidator(_text),
+    AfterValidator(_nfc),
+    AfterValidator(_not_blank),
+    AfterValidator(_printable),
+    Field(min_length=1, max_length=CODE_CHARS),
+]
+# A code that may be absent (`mathutuc`): empty, or a code.
+OptionalCode = Annotated[
+    str, BeforeValidator(_text), AfterValidator(_nfc), AfterValidator(_printable), Field(max_length=CODE_CHARS)
 ]
 
 
@@ -79,7 +114,7 @@ class Attachment(BaseModel):
 
     matailieu: Code
     tentailieu: Text = ""
-    url_file: Annotated[str, Field(min_length=1, max_length=4000)]
+    url_file: Annotated[str, AfterValidator(_storable), Field(min_length=1, max_length=4000)]
     ten_file: Text = ""
 
     @field_validator("url_file")
@@ -105,7 +140,7 @@ class Dossier(BaseModel):
     madonvi: Code
     tentochuccanhan: Text = ""
     ngaynhan: VnDate | None = None
-    mathutuc: Text = ""
+    mathutuc: OptionalCode = ""
     tenthutuc: Text = ""
     file_dinh_kem: list[Attachment] = Field(default_factory=list)
 
@@ -126,7 +161,10 @@ class InvalidDossier:
     """A dossier of a sync response that failed validation. Its neighbours in the response are still good.
 
     `raw` is the item as the one-stop system sent it (numbers as int or text), so that it can be dead-lettered
-    and looked at; `reason` is the dead-letter reason code (`malformed-dossier` or `too-many-files`).
+    and looked at, or a bounded summary of it when it is too large or too deeply nested to copy safely;
+    `reason` is the dead-letter reason code (`malformed-dossier`, `too-many-files`, `field-too-long`,
+    `dossier-too-large`). `mahoso` and `madonvi` are as sent and may hold anything: use `dossier_items.safe_key`
+    before they reach a database or a header.
     """
 
     mahoso: str | None

@@ -111,9 +111,9 @@ def _first_look(reader: BodyReader) -> tuple[str | None, dict[str, Any], list[st
         elif depth == 1:
             if event == "map_key":
                 key = value
-            else:
+            elif key is not None:
                 values[key] = value
-        elif depth == 2 and event == "map_key" and key not in nested:
+        elif depth == 2 and event == "map_key" and key is not None and key not in nested:
             nested.append(key)
     return None, values, nested
 

@@ -1,7 +1,8 @@
+# mypy: disable-error-code="attr-defined"
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-26
 """
 import sqlalchemy as sa

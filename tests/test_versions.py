@@ -1,0 +1,96 @@
+"""Versions never go backwards: an older version of a dossier never replaces a newer one in `ho_so` or
+`tai_lieu`, files no longer listed are marked superseded (never deleted), the acker marks only the version
+archived; a value the database cannot store is parked at once (`unstorable-value`). Real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy
+
+from harness.pipeline import database_rows
+from services.acker.handler import AckHandler
+from services.indexer.handler import IndexHandler
+from shared.broker.outcome import DeadLetter, Delivery, Done, decide
+from shared.db.engine import make_engine, upgrade
+from shared.errors import UnstorableValue
+from shared.messages import DossierIndexed, DossierStored, StoredFile
+from shared.onestop import OneStopClient
+from tests.onestop_standin import StandIn
+
+T1 = datetime(2026, 1, 1, 8, tzinfo=UTC)
+T2 = T1 + timedelta(minutes=5)
+
+
+def stored(version: str, at: datetime, keys: list[str], mahoso: str = "M-1", **fields) -> DossierStored:
+    files = [StoredFile(matailieu=k, url_file=f"http://h/{k}", object_key=f"U/{mahoso}/{k}", size=1, sha256="0" * 64)
+             for k in keys]
+    return DossierStored(mahoso=mahoso, madonvi="U", tenthutuc=version, files=files,
+                         fetched_at=at, source_hash=version * 8, **fields)
+
+
+def deliver(handler, *messages) -> list:
+    return handler([Delivery(tag=n, body=m.to_bytes(), headers={}) for n, m in enumerate(messages)])
+
+
+@pytest.fixture
+def engine(pg_url):
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def test_an_older_version_never_replaces_a_newer_one(engine, pg_url):
+    index = IndexHandler(engine)
+    [first] = deliver(index, stored("v1", T1, ["A", "B"]))
+    assert isinstance(first, Done) and first.publish[0][1].fetched_at == T1
+    [second] = deliver(index, stored("v2", T2, ["B", "C"]))
+    assert isinstance(second, Done) and len(second.publish) == 1
+    [late] = deliver(index, stored("v1", T1, ["A", "B"]))  # a redelivery that lost the race
+    assert isinstance(late, Done) and late.publish == []  # acknowledged, not passed to the acker
+    ho_so, tai_lieu = database_rows(pg_url)
+    assert [(r["tenthutuc"], r["source_hash"]) for r in ho_so] == [("v2", "v2" * 8)]
+    rows = {r["matailieu"]: r for r in tai_lieu}
+    assert sorted(rows) == ["A", "B", "C"]  # nothing deleted
+    assert rows["A"]["superseded_at"] is not None and "v2v2v2" in rows["A"]["superseded_reason"]
+    assert rows["B"]["superseded_at"] is None and rows["B"]["source_hash"] == "v2" * 8
+    assert rows["C"]["superseded_at"] is None
+    # Both versions in one batch, the older last: the newer is written, the older goes nowhere.
+    results = deliver(index, stored("v3", T2 + timedelta(minutes=1), ["C"], mahoso="M-2"),
+                      stored("v2", T2, ["B"], mahoso="M-2"))
+    assert [len(r.publish) for r in results] == [1, 0]
+
+
+def test_the_acker_marks_only_the_version_archived(engine, pg_url):
+    standin = StandIn()
+    try:
+        deliver(IndexHandler(engine), stored("v1", T1, ["A"]))
+        deliver(IndexHandler(engine), stored("v2", T2, ["B"]))
+        acker = AckHandler(OneStopClient(standin.api_url, "u", "p"), engine, 100)
+        old = DossierIndexed(mahoso="M-1", madonvi="U", fetched_at=T1, source_hash="v1" * 8)
+        assert deliver(acker, old) == [Done()]
+        assert standin.marked["M-1"] == 0
+        new = DossierIndexed(mahoso="M-1", madonvi="U", fetched_at=T2, source_hash="v2" * 8)
+        assert deliver(acker, new) == [Done()]
+        assert standin.marked["M-1"] == 1
+        legacy = DossierIndexed(mahoso="M-1", madonvi="U")  # queued before versions: marked as before
+        assert deliver(acker, legacy) == [Done()] and standin.marked["M-1"] == 2
+    finally:
+        standin.stop()
+
+
+def test_a_value_the_database_cannot_store_is_parked_at_once(engine, pg_url):
+    index = IndexHandler(engine)
+    good = stored("v1", T1, ["A"], mahoso="GOOD")
+    nul = stored("v1", T1, ["N"], mahoso="NUL").model_copy(update={"tenthutuc": "Cấp\x00phép"})
+    long = stored("v1", T1, ["L"], mahoso="L" * 300)
+    results = deliver(index, good, nul, long)
+    assert isinstance(results[0], Done) and len(results[0].publish) == 1
+    for result in results[1:]:
+        assert isinstance(result, UnstorableValue)
+        decision = decide(Delivery(tag=0, body=b"", headers={}), result, max_attempts=6)
+        assert isinstance(decision, DeadLetter) and decision.reason == "unstorable-value"
+    with sqlalchemy.create_engine(pg_url).connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT mahoso FROM ho_so")).scalars().all() == ["GOOD"]
