@@ -4,18 +4,29 @@ The numbers per unit come from `sync_state` (where each dossier is in the pipeli
 `tai_lieu` (what the archive holds). Each stage counts the dossiers that got at least that far: `stored`
 includes the indexed and synced ones. A part that cannot be read (the broker or database down) is
 reported as an error line and the rest is still shown; the exit code is then 1.
+
+It tells only what is true now: a service instance that has stopped (its process is gone, where status can
+see that) is left out of the table and counted below it, one silent for long is marked stale, and an error
+is shown only while it is current (the instance is running and the error is recent or nothing has worked
+since). A database that is missing or cannot be reached gets the advice that fits, and status never
+creates one (opening a SQLite path that does not exist would leave an empty file behind).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import overload
 
 from cli.common import one_line, operator_command, redact_url, table
 from shared.logs import redact
 
 STALE_AFTER = 600.0  # seconds without progress after which an instance is flagged
+CURRENT_ERROR = 600.0  # an error younger than this is shown even if the instance made progress since
 STAGES = ("seen", "queued", "stored", "indexed", "synced", "failed")
 IN_FLIGHT = ("queued", "stored", "indexed")  # not synced yet, and not given up on either
 
@@ -23,6 +34,7 @@ IN_FLIGHT = ("queued", "stored", "indexed")  # not synced yet, and not given up 
 def add_parser(commands) -> None:
     parser = commands.add_parser("status", help="dossiers per unit, queue depths, service progress")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--all", action="store_true", help="list stopped service instances too")
     parser.set_defaults(handler=operator_command("status", show_status))
 
 
@@ -30,10 +42,14 @@ def show_status(settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     report: dict = {"generated_at": now.isoformat(timespec="seconds"), "units": {}, "queues": {}, "services": [],
                     "last_poll_at": None, "last_poll_seconds_ago": None, "totals": {}, "errors": []}
-    try:
-        read_database(settings, now, report)
-    except Exception as exc:  # reported as a line; the queues are still worth showing
-        report["errors"].append(f"database {redact_url(settings.database_url.get_secret_value())}: {one_line(exc)}")
+    where = redact_url(settings.database_url.get_secret_value())
+    if problem := database_problem(settings):
+        report["errors"].append(f"database {where}: {problem}")
+    else:
+        try:
+            read_database(settings, now, report)
+        except Exception as exc:  # reported as a line; the queues are still worth showing
+            report["errors"].append(f"database {where}: {one_line(exc)}{database_advice(settings, exc)}")
     try:
         report["queues"] = queue_depths(settings)
     except Exception as exc:
@@ -42,13 +58,57 @@ def show_status(settings, args: argparse.Namespace) -> int:
     if args.json:
         print(redact(json.dumps(report, indent=2, ensure_ascii=False)))
     else:
-        print(redact(render(report)))
+        print(redact(render(report, show_stopped=getattr(args, "all", False))))
     return 1 if report["errors"] else 0
+
+
+# -- where the database is -----------------------------------------------------------------------------
+
+UNSET_HINT = ("DONGBO_DATABASE_URL is not set (nor in ./.env), so the default sqlite:///dongbo.db of this "
+              "directory is used; for the demo's database run `. .demo/env` first")
+
+
+def database_problem(settings) -> str | None:
+    """Why there is no database to open, with what to do; None when connecting is worth trying.
+
+    Only a SQLite file can be seen missing without connecting, and connecting would create it empty."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database_url.get_secret_value())
+    except ArgumentError:
+        return None  # make_engine says what is wrong with it
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database).resolve()
+    if path.exists():
+        return None
+    if "database_url" not in settings.model_fields_set:
+        return f"no database file {path}. {UNSET_HINT}"
+    return f"no database file {path}; to create an empty one there: dongbo db upgrade"
+
+
+def database_advice(settings, exc: BaseException) -> str:
+    """What to do about a database that did not answer, from the error's text (the drivers' own words)."""
+    text = str(exc).lower()
+    unset = "" if "database_url" in settings.model_fields_set else f" ({UNSET_HINT})"
+    if "does not exist" in text and "database" in text:
+        return "; create the database (createdb NAME), then: dongbo db upgrade" + unset
+    if "connection refused" in text or "could not connect" in text or "timeout" in text or "timed out" in text:
+        return "; is the database server running there, and is DONGBO_DATABASE_URL right?" + unset
+    if "password authentication failed" in text or "authentication" in text:
+        return "; check the user and password in DONGBO_DATABASE_URL"
+    return unset
 
 
 # -- reading ----------------------------------------------------------------------------------------
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: datetime | None) -> datetime | None: ...
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:  # SQLite hands back naive UTC datetimes
         return value.replace(tzinfo=UTC)
@@ -61,6 +121,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def read_database(settings, now: datetime, report: dict) -> None:
     from sqlalchemy import func, select
+    from sqlmodel import SQLModel
 
     from shared.db.engine import current_revision, make_engine, schema_problem
     from shared.db.models import HoSo, ServiceStatus, SyncState, TaiLieu
@@ -69,8 +130,9 @@ def read_database(settings, now: datetime, report: dict) -> None:
     try:
         if problem := schema_problem(current_revision(engine)):
             raise RuntimeError(problem)
-        state, ho_so, tai_lieu, status = (SyncState.__table__, HoSo.__table__, TaiLieu.__table__,
-                                          ServiceStatus.__table__)
+        tables = SQLModel.metadata.tables
+        state, ho_so, tai_lieu, status = (tables[model.__tablename__]
+                                          for model in (SyncState, HoSo, TaiLieu, ServiceStatus))
         with engine.connect() as connection:
             by_status = connection.execute(
                 select(state.c.madonvi, state.c.status, func.count(), func.min(state.c.first_seen_at))
@@ -87,7 +149,7 @@ def read_database(settings, now: datetime, report: dict) -> None:
         engine.dispose()
     report["units"] = unit_numbers(settings.units, by_status, archived, files, now)
     report["services"] = [service_entry(row, now) for row in instances]
-    polls = [
+    polls: list[datetime] = [
         _aware(row["last_progress_at"]) for row in instances if row["service"] == "fetcher" and row["last_progress_at"]
     ]
     if polls:
@@ -121,8 +183,8 @@ def unit_numbers(configured, by_status, archived, files, now: datetime) -> dict:
             if status in reached:
                 numbers[name] += count
         if status in IN_FLIGHT and first_seen is not None:
-            first_seen = _aware(first_seen)
-            oldest[madonvi] = min(oldest.get(madonvi, first_seen), first_seen)
+            seen_at: datetime = _aware(first_seen)
+            oldest[madonvi] = min(oldest.get(madonvi, seen_at), seen_at)
     for madonvi, first_seen in oldest.items():
         units[madonvi]["oldest_unsynced_seconds"] = round((now - first_seen).total_seconds(), 1)
     for madonvi, count in archived:
@@ -135,16 +197,47 @@ def unit_numbers(configured, by_status, archived, files, now: datetime) -> dict:
 def service_entry(row, now: datetime) -> dict:
     last = _aware(row["last_progress_at"]) or _aware(row["started_at"])
     idle = (now - last).total_seconds() if last else None
+    stopped = process_gone(row["instance"], row["service"])
+    stale = idle is None or idle > STALE_AFTER
+    error_at = _aware(row["last_error_at"])
+    progress_at = _aware(row["last_progress_at"])
+    # An error is current while its instance runs and it is either recent or nothing has worked since.
+    error_current = bool(row["last_error"]) and not stopped and error_at is not None and (
+        (now - error_at).total_seconds() <= CURRENT_ERROR or progress_at is None or error_at >= progress_at)
     return {
         "instance": row["instance"],
         "service": row["service"],
+        "state": "stopped" if stopped else "stale" if stale else "running",
         "started_at": _iso(row["started_at"]),
         "last_progress_at": _iso(row["last_progress_at"]),
         "seconds_since_progress": None if idle is None else round(idle, 1),
-        "stale": idle is None or idle > STALE_AFTER,
+        "stale": stale or stopped,
         "last_error": redact(row["last_error"]) if row["last_error"] else None,
         "last_error_at": _iso(row["last_error_at"]),
+        "error_current": error_current,
     }
+
+
+def process_gone(instance: str, service: str) -> bool:
+    """Whether the process behind `service@host:pid` has certainly ended. Only a process of this host can
+    be looked at; one elsewhere (another machine or container) is judged by its age alone."""
+    _name, _, where = instance.partition("@")
+    host, _, pid_text = where.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        pass
+    # The PID may have been reused by an unrelated process since.
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return service not in command and "dongbo" not in command
 
 
 def queue_depths(settings) -> dict[str, int | None]:
@@ -188,7 +281,8 @@ def totals(report: dict) -> dict:
     depths = report["queues"]
     result["queued_messages"] = sum(d or 0 for name, d in depths.items() if not name.endswith(".dlq"))
     result["dead_letters"] = sum(d or 0 for name, d in depths.items() if name.endswith(".dlq"))
-    result["stale_services"] = sum(1 for s in report["services"] if s["stale"])
+    result["stale_services"] = sum(1 for s in report["services"] if s["state"] == "stale")
+    result["stopped_services"] = sum(1 for s in report["services"] if s["state"] == "stopped")
     return result
 
 
@@ -208,7 +302,7 @@ def age(seconds: float | None) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def render(report: dict) -> str:
+def render(report: dict, show_stopped: bool = False) -> str:
     parts = [f"error: {line}" for line in report["errors"]]
     columns = ["seen", "stored", "indexed", "synced", "failed"]
     rows = [
@@ -232,17 +326,20 @@ def render(report: dict) -> str:
                 right={1},
             )
         )
-    if report["services"]:
+    shown = [s for s in report["services"] if show_stopped or s["state"] != "stopped"]
+    if shown:
         rows = [
             [
                 s["service"],
                 s["instance"],
-                age(s["seconds_since_progress"]) + " ago" + (" (stale)" if s["stale"] else ""),
+                age(s["seconds_since_progress"]) + " ago" + ("" if s["state"] == "running" else f" ({s['state']})"),
                 _error_line(s),
             ]
-            for s in report["services"]
+            for s in shown
         ]
-        parts.append(table(["SERVICE", "INSTANCE", "LAST PROGRESS", "LAST ERROR"], rows))
+        parts.append(table(["SERVICE", "INSTANCE", "LAST PROGRESS", "CURRENT ERROR"], rows))
+    if hidden := len(report["services"]) - len(shown):
+        parts.append(f"{hidden} stopped service instance{'s' if hidden > 1 else ''} not shown (dongbo status --all)")
     poll = report["last_poll_at"]
     parts.append(
         f"last successful poll: {poll} ({age(report['last_poll_seconds_ago'])} ago)"
@@ -253,7 +350,7 @@ def render(report: dict) -> str:
 
 
 def _error_line(service: dict) -> str:
-    if not service["last_error"]:
+    if not service["error_current"]:
         return "-"
     text = " ".join(service["last_error"].split())
     return f"{service['last_error_at']}: {text[:100]}{'...' if len(text) > 100 else ''}"
