@@ -55,6 +55,7 @@ def show_status(settings, args: argparse.Namespace) -> int:
     except Exception as exc:
         report["errors"].append(f"rabbitmq {redact_url(settings.amqp_url.get_secret_value())}: {one_line(exc)}")
     report["totals"] = totals(report)
+    report["stopped_services"] = sum(1 for s in report["services"] if s["state"] == "stopped")
     if args.json:
         print(redact(json.dumps(report, indent=2, ensure_ascii=False)))
     else:
@@ -282,7 +283,6 @@ def totals(report: dict) -> dict:
     result["queued_messages"] = sum(d or 0 for name, d in depths.items() if not name.endswith(".dlq"))
     result["dead_letters"] = sum(d or 0 for name, d in depths.items() if name.endswith(".dlq"))
     result["stale_services"] = sum(1 for s in report["services"] if s["state"] == "stale")
-    result["stopped_services"] = sum(1 for s in report["services"] if s["state"] == "stopped")
     return result
 
 

@@ -170,7 +170,7 @@ def test_status_hides_stopped_instances_and_shows_only_current_errors(good_env, 
     assert services["downloader"]["state"] == "running" and not services["downloader"]["error_current"]
     assert services["indexer"]["state"] == "running" and services["indexer"]["error_current"]
     assert services["acker"]["state"] == "stale"
-    assert json.loads(out)["totals"]["stopped_services"] == 1
+    assert json.loads(out)["stopped_services"] == 1
 
     code, text, _ = dongbo(capsys, "status")
     assert code == 0, text
