@@ -35,10 +35,18 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("status", help="dossiers per unit, queue depths, service progress")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--all", action="store_true", help="list stopped service instances too")
+    parser.add_argument("--follow", action="store_true",
+                        help="a live progress line (seen / stored / indexed / synced per unit, rate, ETA)")
+    parser.add_argument("--expect", type=int, metavar="N",
+                        help="with --follow: stop, exit 0, once N dossiers are synced")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="with --follow: give up (exit 1) after this long")
     parser.set_defaults(handler=operator_command("status", show_status))
 
 
 def show_status(settings, args: argparse.Namespace) -> int:
+    if getattr(args, "follow", False):
+        return follow(settings, args.expect, args.timeout)
     now = datetime.now(UTC)
     report: dict = {"generated_at": now.isoformat(timespec="seconds"), "units": {}, "queues": {}, "services": [],
                     "last_poll_at": None, "last_poll_seconds_ago": None, "totals": {}, "errors": []}
@@ -61,6 +69,108 @@ def show_status(settings, args: argparse.Namespace) -> int:
     else:
         print(redact(render(report, show_stopped=getattr(args, "all", False))))
     return 1 if report["errors"] else 0
+
+
+# -- the live line ---------------------------------------------------------------------------------------
+
+
+def follow(settings, expect: int | None, timeout: float | None, every: float = 0.5) -> int:
+    """Redraws one line with each unit's progress until `expect` dossiers are synced (or forever).
+
+    On a terminal the line is redrawn in place; elsewhere (a log, a test) a line is printed every few
+    seconds, and whenever the numbers change the last time before the end."""
+    import sys
+    import time
+
+    from shared.db.engine import make_engine
+
+    if problem := database_problem(settings):
+        print(f"dongbo status: database: {problem}", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url.get_secret_value())
+    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    first_synced: int | None = None
+    last_printed, last_line = 0.0, ""
+    try:
+        while True:
+            try:
+                units = progress_counts(engine, settings.units)
+            except Exception as exc:  # the schema not there yet, a locked file: try again on the next tick
+                units, note = {}, one_line(exc)
+            else:
+                note = ""
+            synced = sum(u["synced"] for u in units.values())
+            if first_synced is None and units:
+                first_synced = synced  # what an earlier run synced does not count towards the rate
+            elapsed = time.monotonic() - started
+            line = progress_line(units, synced - (first_synced or 0), elapsed, expect) + (f"  ({note})" if note
+                                                                                        else "")
+            done = expect is not None and synced >= expect
+            if tty:
+                print("\r\033[K" + line[:_width() - 1], end="", flush=True)
+            elif done or (line != last_line and time.monotonic() - last_printed >= 5):
+                print(line, flush=True)
+                last_printed, last_line = time.monotonic(), line
+            if done:
+                if tty:
+                    print()
+                return 0
+            if timeout is not None and elapsed > timeout:
+                print(("\n" if tty else "") + f"dongbo status: not all {expect} dossiers synced after "
+                      f"{timeout:.0f} s", flush=True)
+                return 1
+            time.sleep(every)
+    except KeyboardInterrupt:
+        if tty:
+            print()
+        return 130
+    finally:
+        engine.dispose()
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((160, 20)).columns
+
+
+def progress_counts(engine, configured: list[str]) -> dict[str, dict[str, int]]:
+    """Per unit: dossiers seen, and how many got at least as far as stored, indexed, synced; and failed."""
+    from sqlalchemy import func, select
+    from sqlmodel import SQLModel
+
+    from shared.db.models import SyncState
+
+    state = SQLModel.metadata.tables[SyncState.__tablename__]
+    with engine.connect() as connection:
+        rows = connection.execute(select(state.c.madonvi, state.c.status, func.count())
+                                  .group_by(state.c.madonvi, state.c.status)).all()
+    units = {madonvi: {"seen": 0, "stored": 0, "indexed": 0, "synced": 0, "failed": 0} for madonvi in configured}
+    for madonvi, status, count in rows:
+        numbers = units.setdefault(madonvi, {"seen": 0, "stored": 0, "indexed": 0, "synced": 0, "failed": 0})
+        numbers["seen"] += count
+        for name, reached in (("stored", ("stored", "indexed", "synced")), ("indexed", ("indexed", "synced")),
+                              ("synced", ("synced",)), ("failed", ("failed",))):
+            if status in reached:
+                numbers[name] += count
+    return dict(sorted(units.items()))
+
+
+def progress_line(units: dict[str, dict[str, int]], synced_now: int, elapsed: float, expect: int | None) -> str:
+    """`seen 186  stored 150  indexed 140  synced 120/186  12.3/s  ETA 5s  |  17.H55 40/62 ...`"""
+    total = {name: sum(u[name] for u in units.values()) for name in ("seen", "stored", "indexed", "synced", "failed")}
+    goal = expect if expect is not None else total["seen"]
+    rate = synced_now / elapsed if elapsed > 0 else 0.0
+    remaining = max(0, goal - total["synced"])
+    eta = "-" if rate <= 0 or not remaining else age(remaining / rate)
+    parts = [f"seen {total['seen']}", f"stored {total['stored']}", f"indexed {total['indexed']}",
+             f"synced {total['synced']}/{goal}", f"{rate:.1f}/s", f"ETA {eta}"]
+    if total["failed"]:
+        parts.append(f"failed {total['failed']}")
+    # Per unit, the code's distinctive tail (000.00.17.H55 -> 17.H55): synced of seen.
+    per_unit = [f"{unit.split('.', 2)[-1]} {n['synced']}/{n['seen']}" for unit, n in units.items()]
+    return "  ".join(parts) + ("  |  " + "  ".join(per_unit) if per_unit else "")
 
 
 # -- where the database is -----------------------------------------------------------------------------
