@@ -1,4 +1,9 @@
-"""`dongbo check`: tries every dependency once and says in one line each what is wrong, or that it is OK."""
+"""`dongbo check`: tries every dependency once and says in one line each what is wrong, or that it is OK.
+
+Exit codes, as for every checking command: 0 all good (warnings allowed), 1 a dependency failed, 2 the
+settings are not usable (a required setting missing, no units, a unit code that cannot be one), so that a
+configuration mistake stops a deployment script instead of giving "0 dossiers" forever.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ from cli.common import one_line, operator_command, redact_url
 from shared.errors import ConfigError
 from shared.logs import redact
 
-OK, FAIL, SKIP = "ok", "FAIL", "skip"
+OK, FAIL, SKIP, WARN = "ok", "FAIL", "skip", "warn"
+# What every service needs and has no sensible default for; the stores default to a local set-up.
+REQUIRED = ("onestop_url", "onestop_username", "onestop_password", "units")
 
 
 def add_parser(commands) -> None:
@@ -21,16 +28,71 @@ def add_parser(commands) -> None:
 
 
 def check_all(settings, args: argparse.Namespace) -> int:
-    print(_line(OK, "settings", f"loaded ({len(settings.units)} units, queue prefix {settings.queue_prefix})"))
-    results = [
-        _run("one-stop", lambda: check_onestop(settings)),
+    problems = settings_problems(settings)
+    for problem in problems:
+        _report(FAIL, "settings", problem)
+    if not problems:
+        _report(OK, "settings", f"loaded ({len(settings.units)} units, queue prefix {settings.queue_prefix})")
+    onestop = _run("one-stop", lambda: check_onestop(settings))
+    results = [onestop]
+    if onestop == OK and not problems:
+        results.append(check_units(settings))
+    results += [
         _run("rabbitmq", lambda: check_broker(settings)),
         _run("bucket", lambda: check_bucket(settings, args.create_bucket)),
     ]
+    results += check_database_and_migrations(settings)
+    if problems:
+        return 2
+    return 0 if FAIL not in results else 1
+
+
+def settings_problems(settings) -> list[str]:
+    """Each required setting that is missing, and each unit code that cannot be one: one line each."""
+    from shared.settings import PREFIX
+    from shared.unit_codes import unit_list_problems
+
+    problems = [f"{PREFIX}{name.upper()} is not set" for name in REQUIRED
+                if name != "units" and getattr(settings, name) in (None, "")]
+    problems += [f"{PREFIX}UNITS: {problem}" for problem in unit_list_problems(list(settings.units))]
+    return problems
+
+
+def check_units(settings) -> str:
+    """Asks the one-stop system for each unit's first dossier; a unit that returns none gets a warning
+    (a mistyped or foreign unit code looks exactly like a unit with nothing to sync)."""
+    from shared.onestop import OneStopClient
+
+    quiet: list[str] = []
+    try:
+        with OneStopClient.from_settings(settings.model_copy(update={"http_retries": 0})) as client:
+            for madonvi in settings.units:
+                dossiers = client.fetch_dossiers(madonvi)
+                try:
+                    if next(dossiers, None) is None:
+                        quiet.append(madonvi)
+                finally:
+                    getattr(dossiers, "close", lambda: None)()  # closing the stream ends the download
+    except Exception as exc:  # a failure here is the one-stop system's, already a line of its own
+        return _report(FAIL, "units", f"asking for dossiers failed: {one_line(exc)}")
+    for madonvi in quiet:
+        _report(WARN, "units", f"{madonvi} returned no dossier: check the code, or all its dossiers may be "
+                               "synced already")
+    if len(quiet) < len(settings.units):
+        _report(OK, "units", f"{len(settings.units) - len(quiet)} of {len(settings.units)} units returned dossiers")
+    return WARN if quiet else OK
+
+
+def check_database_and_migrations(settings) -> list[str]:
+    from cli.status import database_problem
     from shared.db.engine import make_engine
 
+    url = settings.database_url.get_secret_value()
+    if problem := database_problem(settings):  # e.g. no SQLite file: connecting would create an empty one
+        return [_report(FAIL, "database", problem), _report(SKIP, "migrations", "no database")]
+    results = []
     try:
-        engine = make_engine(settings.database_url.get_secret_value())
+        engine = make_engine(url)
     except ConfigError as exc:  # a URL SQLAlchemy cannot read, or a driver that is not installed
         results += [_report(FAIL, "database", str(exc)), _report(SKIP, "migrations", "no database")]
     else:
@@ -42,7 +104,7 @@ def check_all(settings, args: argparse.Namespace) -> int:
                 results.append(_report(SKIP, "migrations", "the database cannot be reached"))
         finally:
             engine.dispose()
-    return 0 if FAIL not in results else 1
+    return results
 
 
 class Skipped(Exception):
@@ -71,7 +133,7 @@ def check_onestop(settings) -> str:
     from shared.onestop import OneStopClient
 
     if not settings.onestop_url:
-        raise Skipped("DONGBO_ONESTOP_URL is not set")
+        raise Skipped("DONGBO_ONESTOP_URL is not set")  # already a FAIL line of the settings
     # One try, no back-off: a check should answer in seconds, not after the services' retry schedule.
     with OneStopClient.from_settings(settings.model_copy(update={"http_retries": 0})) as client:
         client.login()

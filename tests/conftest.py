@@ -1,8 +1,10 @@
-"""Fixtures over real servers: each test gets its own queue prefix, bucket and database."""
+"""Fixtures over real servers: each test run gets its own RabbitMQ vhost, each test its own queue prefix,
+bucket and database; what a test run made on the machine's servers is removed when it ends."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,8 +12,11 @@ from harness import services
 
 
 @pytest.fixture(scope="session")
-def rabbit_url() -> str:
-    return services.amqp_url()
+def rabbit_url():
+    """The broker, on a vhost of this test run's own: nothing the tests declare can meet anyone else's
+    queues, and deleting the vhost at the end removes every queue the run left behind."""
+    with services.own_vhost(services.amqp_url()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -29,25 +34,24 @@ def bucket(s3_server) -> str:
 
 
 @pytest.fixture
-def pg_url() -> str:
+def pg_url():
     with services.fresh_database() as url:
         yield url
 
 
-@pytest.fixture(scope="session")
-def _queue_prefixes(rabbit_url):
-    """Every prefix handed out; their queues are deleted when the session ends."""
-    prefixes: list[str] = []
-    yield prefixes
-    services.delete_queues(rabbit_url, prefixes)
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of the test's own, for a test that restarts or kills the database server."""
+    server = services.start_postgres_server()
+    yield server
+    server.remove()
 
 
 @pytest.fixture
-def queue_prefix(_queue_prefixes, rabbit_url) -> str:
+def queue_prefix(rabbit_url) -> Iterator[str]:
     """A fresh queue prefix per test, so no test sees another's messages; its queues go afterwards
-    (each quorum queue costs the broker a process and a log, so they must not pile up)."""
+    (each quorum queue costs the broker a process and a log, so they must not pile up until the vhost goes)."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    _queue_prefixes.append(prefix)
     yield prefix
     services.delete_topologies(rabbit_url, prefix)
 

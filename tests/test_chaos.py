@@ -2,7 +2,10 @@
 broker connections are cut (reset) by force, the S3 server and the database restart, and the simulator
 fails, hangs, truncates and expires tokens. At the end every good dossier is indexed once, every file
 stored with the right SHA-256, every dossier marked synced, and the poison ones — and only those —
-sit in the dead-letter queues with their reasons."""
+sit in the dead-letter queues with their reasons.
+
+Every server this test breaks is its own: the database is a throwaway PostgreSQL cluster, the S3 server the
+harness's SeaweedFS, and the broker is cut on the wire by a proxy; the machine's servers are never restarted."""
 
 from __future__ import annotations
 
@@ -14,9 +17,8 @@ import pika
 import pytest
 import requests
 
-from harness import services
 from harness.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
-from harness.services import wait_for
+from harness.services import fresh_database, wait_for
 from harness.tcpproxy import TcpProxy
 from shared.broker.outcome import REASON_HEADER
 from shared.broker.publisher import MAHOSO_HEADER
@@ -54,9 +56,17 @@ def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.fixture
+def own_pg_url(own_postgres):
+    """A database on the test's own PostgreSQL server: the chaos restarts that server mid-run."""
+    with fresh_database(own_postgres.admin_url) as url:
+        yield url
+
+
 def test_nothing_lost_nothing_duplicated_under_chaos(
-    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+    simulator_factory, rabbit_url, own_postgres, own_pg_url, s3_server, bucket, queue_prefix
 ):
+    pg_url = own_pg_url
     rng = random.Random(20201030)
     sim = simulator_factory(
         "--seed",
@@ -104,9 +114,9 @@ def test_nothing_lost_nothing_duplicated_under_chaos(
         outages = [
             (8, "broker", lambda: proxy.cut() > 0),
             (18, "s3", s3_server.start),
-            (28, "database", services.restart_database),
+            (28, "database", own_postgres.restart),
         ]
-        kills = Counter()
+        kills: Counter[str] = Counter()
         done = []
         first = ["fetcher", "downloader", "indexer", "acker"]  # each service at least once, then at random
         while time.monotonic() - started < 45:

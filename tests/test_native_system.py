@@ -33,10 +33,11 @@ def test_the_procfile_brings_up_a_system_that_syncs_everything(simulator_factory
     base_port = free_port()
     env = pipeline._environ(PORT=str(base_port))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
-    log = open(tmp_path / "honcho.log", "wb")
-    honcho = subprocess.Popen([str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"),
-                               "-d", str(ROOT), "start", "-p", str(base_port), "-c", "downloader=2"],
-                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "honcho.log", "wb") as log:  # honcho keeps its own copy of the descriptor
+        honcho = subprocess.Popen([str(Path(sys.executable).parent / "honcho"), "-f", str(ROOT / "Procfile"),
+                                   "-d", str(ROOT), "start", "-p", str(base_port), "-c", "downloader=2"],
+                                  cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         def status() -> dict:
             result = pipeline.dongbo("status", "--json", check=False)
