@@ -54,7 +54,7 @@ def safe_name(name: str, fallback: str) -> str:
     """A file name for the bag: the original Vietnamese name in NFC, with nothing that could leave `data/`."""
     text = _UNSAFE.sub("_", unicodedata.normalize("NFC", name or "")).strip(" .")
     text = " ".join(text.split())
-    if not text:
+    if not any(ch.isalnum() for ch in text):  # nothing left of the name but separators
         text = fallback
     encoded = text.encode("utf-8")
     if len(encoded) > NAME_BYTES:
