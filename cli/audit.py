@@ -119,7 +119,7 @@ def _every(settings, engine, store, options, args) -> int:
     observability.serve(settings.metrics_port, lambda: (True, "ok"))
     while not stopping.is_set():
         try:
-            report = run_audit(engine, store, options)
+            report = run_audit(engine, store, options, stopping=stopping)
             log.info("audit run %d: %s", report.run_id, render(report).splitlines()[0])
         except Exception as exc:  # the schedule goes on: the next run retries what this one missed
             log.error("audit run failed: %s", one_line(exc))

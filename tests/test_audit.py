@@ -111,3 +111,24 @@ def test_token_bucket_paces_exactly():
     for _ in range(50):
         bucket.take(100)
     assert 4.8 <= now[0] <= 5.0  # 5000 bytes at 1000 B/s, less the 100-byte burst
+
+
+def test_audit_every_runs_on_a_schedule_serves_metrics_and_stops_on_sigterm(archive: Archive):
+    import requests
+
+    from harness.services import free_port
+
+    finished = archive.sql("SELECT count(*) AS n FROM audit_run WHERE state = 'finished'")[0]["n"]
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "audit", "--every", "1s", "--no-untracked"],
+                               cwd=ROOT, env=archive.pipeline._environ(DONGBO_METRICS_PORT=str(port)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: archive.sql("SELECT count(*) AS n FROM audit_run WHERE state = 'finished'")[0]["n"]
+                 >= finished + 2, timeout=60, what="two scheduled audit runs")
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'dongbo_audit_last_run_files{result="missing"} 1.0' in metrics
+        assert "dongbo_audit_last_run_timestamp_seconds" in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0

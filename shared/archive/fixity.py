@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -154,8 +155,10 @@ def untracked_objects(engine: Engine, store: ObjectStore, madonvi: str | None) -
 
 
 def run_audit(engine: Engine, store: ObjectStore, options: AuditOptions,
-              progress: ProgressHook | None = None, on_due: Callable[[int, int], None] | None = None) -> AuditReport:
-    """One audit run; every file's result is committed as soon as it is known."""
+              progress: ProgressHook | None = None, on_due: Callable[[int, int], None] | None = None,
+              stopping: threading.Event | None = None) -> AuditReport:
+    """One audit run; every file's result is committed as soon as it is known. When `stopping` is set the
+    run ends after the file it is reading (the next run picks up the rest)."""
     started, clock = _now(), time.monotonic()
     runs = AUDIT_RUN
     with engine.begin() as connection:
@@ -171,6 +174,9 @@ def run_audit(engine: Engine, store: ObjectStore, options: AuditOptions,
         if on_due:
             on_due(len(rows), sum(r["size"] for r in rows))
         for row in rows:
+            if stopping is not None and stopping.is_set():
+                state = "interrupted"
+                break
             result, sha, size, detail = audit_one(store, row, limiter)
             _record(engine, row, result, sha, size, detail, _now())
             report.checked += 1
@@ -187,12 +193,12 @@ def run_audit(engine: Engine, store: ObjectStore, options: AuditOptions,
                 _save(engine, report, "running")
             if progress:
                 progress(read, row["object_key"])
-        if options.untracked:
+        if options.untracked and state != "interrupted":
             for key in untracked_objects(engine, store, options.madonvi):
                 report.counts[UNTRACKED] += 1
                 report.problems.append({"result": UNTRACKED, "object_key": key, "mahoso": None,
                                         "detail": "an object in the bucket that no tai_lieu row names"})
-        state = "finished"
+        state = "finished" if state != "interrupted" else state
     finally:
         report.seconds = time.monotonic() - clock
         _save(engine, report, state)

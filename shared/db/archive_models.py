@@ -53,7 +53,7 @@ class AuditRun(SQLModel, table=True):
     unreadable: int = Field(default=0)
     untracked: int = Field(default=0)
     bytes_read: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    state: str = Field(default="running", max_length=20)  # running | finished | failed
+    state: str = Field(default="running", max_length=20)  # running | finished | interrupted | failed
 
 
 class PdfFacts(SQLModel, table=True):
