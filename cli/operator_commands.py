@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-MODULES = ("healthcheck", "status", "check", "dlq", "backfill")
+MODULES = ("healthcheck", "status", "check", "dlq", "backfill",
+           "trace", "reconcile", "audit", "export", "inspect_pending", "inspector_service")  # archive integrity
 
 
 def add_parsers(commands) -> None:

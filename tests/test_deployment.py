@@ -616,19 +616,22 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     from honcho.environ import expand_processes, parse_procfile
 
     procfile = parse_procfile((ROOT / "Procfile").read_text(encoding="utf-8"))
-    assert list(procfile.processes) == list(FOUR)
+    # The four, then the archive's inspector and scheduled audit (docs/archive-integrity.md).
+    arguments = {name: [name] for name in FOUR} | {"inspector": ["inspector"],
+                                                   "audit": ["audit", "--every", "7d", "--max-rate", "20"]}
+    assert list(procfile.processes) == list(arguments)
     subcommands = cli_subcommands()
     for name, command in procfile.processes.items():
         words = shlex.split(command)
         assert "DONGBO_METRICS_PORT=$PORT" in words, f"{name}: metrics port must come from honcho's $PORT"
         dongbo_at = words.index("dongbo")
-        assert words[dongbo_at + 1:] == [name], f"{name}: runs `{command}`"
+        assert words[dongbo_at + 1:] == arguments[name], f"{name}: runs `{command}`"
         assert words[dongbo_at + 1] in subcommands
         assert "onestop-sim" not in command
     # honcho's own expansion: `honcho start -c downloader=3` gives every process its own port.
     expanded = expand_processes(procfile.processes, concurrency={"downloader": 3}, port=5000)
     ports = {p.name: p.env["PORT"] for p in expanded}
-    assert len(set(ports.values())) == len(ports) == 6
+    assert len(set(ports.values())) == len(ports) == 8
     assert ports["fetcher.1"] == "5000" and ports["downloader.3"] == "5102"
 
 

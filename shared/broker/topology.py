@@ -20,7 +20,8 @@ from dataclasses import dataclass
 DOWNLOAD = "download"
 INDEX = "index"
 ACK = "ack"
-WORK_QUEUES = (DOWNLOAD, INDEX, ACK)
+INSPECT = "inspect"  # PDF facts, off the critical path (services/inspector)
+WORK_QUEUES = (DOWNLOAD, INDEX, ACK, INSPECT)
 UNLIMITED = 2**31 - 1  # as a delivery limit: accepted by RabbitMQ 3.10 and 4.x alike
 
 

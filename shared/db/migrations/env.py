@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import shared.db.archive_models  # noqa: F401  (the archive's proofs: audits, PDF facts)
 import shared.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config

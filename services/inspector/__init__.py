@@ -1,0 +1,1 @@
+"""The inspector: reads each stored PDF once and records its page count, signature and PDF/A claim."""
