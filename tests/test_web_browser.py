@@ -18,6 +18,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import pika
 import pytest
@@ -198,7 +199,8 @@ def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], par
             preview = context.request.get(base + frame.get_attribute("src"))
             assert preview.status == 200 and preview.headers["content-type"] == "application/pdf"
             assert preview.body().startswith(b"%PDF")
-            page.wait_for_timeout(500)  # let the viewer draw before the screenshot
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(2500)  # the PDF viewer draws after the load event; no event tells when
             dossier_shot = shot(page, "03-dossier")
             link = page.locator("a.download").first
             file_id = int(link.get_attribute("href").rsplit("/", 1)[1])
@@ -211,7 +213,10 @@ def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], par
                 stored = db.execute(sqlalchemy.text("SELECT sha256, ten_file FROM tai_lieu WHERE id = :i"),
                                     {"i": file_id}).mappings().one()
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == stored["sha256"]
-            assert download.suggested_filename == stored["ten_file"]
+            # The Vietnamese name travels whole in filename* (Chromium may shorten a long name when saving).
+            disposition = context.request.get(base + f"/file/{file_id}").headers["content-disposition"]
+            assert unquote(disposition.split("filename*=UTF-8''", 1)[1]) == stored["ten_file"]
+            assert download.suggested_filename.rsplit(".", 1)[-1] == stored["ten_file"].rsplit(".", 1)[-1]
 
             # The dashboard shows what the database holds.
             numbers = database_numbers(pg_url)

@@ -54,8 +54,7 @@ def stream_file(store: ObjectStore, row: dict, inline: bool) -> StreamingRespons
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, no-store",
         # Framed only by this site's own dossier page, and never allowed to run anything of its own.
-        "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-                                   "plugin-types application/pdf; frame-ancestors 'self'"
+        "Content-Security-Policy": "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
         if show_inline else "default-src 'none'; sandbox; frame-ancestors 'none'",
         "X-Frame-Options": "SAMEORIGIN" if show_inline else "DENY",
     }
