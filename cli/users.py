@@ -50,7 +50,7 @@ def run_users(settings, args: argparse.Namespace) -> int:
             return 2
         command = args.users_command
         if command == "list":
-            rows = [[u.username, u.role, ",".join(u.units) or "(tất cả)", "disabled" if u.disabled else "active"]
+            rows = [[u.username, u.role, ",".join(u.units) or "(all)", "disabled" if u.disabled else "active"]
                     for u in accounts.list_users(engine)]
             print(table(["NAME", "ROLE", "UNITS", "STATE"], rows))
         elif command == "add":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -53,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 # No script at all, no inline style, nothing from another origin; only this site may frame its previews.
 CSP = ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PROCEDURES_SECONDS = 300.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -179,6 +181,16 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
     def home(_user: CurrentUser):
         return RedirectResponse("/search", status_code=303)
 
+    cached: dict[str, tuple[float, list]] = {}
+
+    def procedure_choices(connection) -> list:
+        # A scan of every dossier's procedure: remembered for a few minutes, the list changes rarely.
+        at, value = cached.get("procedures", (0.0, []))
+        if time.monotonic() - at > PROCEDURES_SECONDS:
+            value = queries.procedures(connection)
+            cached["procedures"] = (time.monotonic(), value)
+        return value
+
     @app.get("/search")
     def search(request: Request, user: CurrentUser, q: str = "", unit: str = "",
                procedure: str = "", date_from: str = Query("", alias="from"), date_to: str = Query("", alias="to"),
@@ -187,7 +199,8 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
                                   date_to=_date(date_to), page=page_number)
         with app.state.engine.connect() as connection:
             rows, total = queries.search(connection, user, form)
-            units, procedures = queries.units_and_procedures(connection, user)
+            procedures = procedure_choices(connection)
+        units = sorted(set(user.units) if user.units else set(settings.units))
         params = {"q": q, "unit": unit, "procedure": procedure, "from": date_from, "to": date_to}
         base = urlencode({k: v for k, v in params.items() if v})
         pages = max(1, -(-min(total, queries.COUNT_CAP) // queries.PAGE_SIZE))

@@ -62,8 +62,16 @@ def upgrade() -> None:
 
     # The dashboard counts synced dossiers per unit and day: (madonvi, synced_at) answers it from the index.
     op.create_index('ix_ho_so_madonvi_synced_at', 'ho_so', ['madonvi', 'synced_at'], unique=False)
-    op.create_index('ix_ho_so_ngaynhan_id', 'ho_so', ['ngaynhan', 'id'], unique=False)
-    if op.get_bind().dialect.name != 'postgresql':
+    # Search results come newest received first: the index gives that order without sorting every match.
+    postgresql = op.get_bind().dialect.name == 'postgresql'
+    order = [sa.text('ngaynhan DESC NULLS LAST'), sa.text('id DESC')] if postgresql else ['ngaynhan', 'id']
+    op.create_index('ix_ho_so_ngaynhan_desc', 'ho_so', order, unique=False)
+    op.create_index('ix_ho_so_mathutuc', 'ho_so', ['mathutuc'], unique=False)
+    # The dashboard: the newest dossier seen per unit, and the few dossiers not synced (in flight or parked).
+    op.create_index('ix_sync_state_unit_first_seen', 'sync_state', ['madonvi', 'first_seen_at'], unique=False)
+    op.create_index('ix_sync_state_unit_unsynced', 'sync_state', ['madonvi', 'status', 'last_reason'], unique=False,
+                    postgresql_where=sa.text("status <> 'synced'"), sqlite_where=sa.text("status <> 'synced'"))
+    if not postgresql:
         return
     # mahoso prefix search (LIKE 'x%') needs pattern ops unless the database's collation is C.
     op.execute('CREATE INDEX ix_ho_so_mahoso_pattern ON ho_so (mahoso varchar_pattern_ops)')
@@ -85,7 +93,10 @@ def downgrade() -> None:
     op.execute('DROP INDEX IF EXISTS ix_ho_so_ten_folded_trgm')
     op.execute('DROP INDEX IF EXISTS ix_ho_so_ten_folded')
     op.execute('DROP INDEX IF EXISTS ix_ho_so_mahoso_pattern')
-    op.drop_index('ix_ho_so_ngaynhan_id', table_name='ho_so')
+    op.drop_index('ix_sync_state_unit_unsynced', table_name='sync_state')
+    op.drop_index('ix_sync_state_unit_first_seen', table_name='sync_state')
+    op.drop_index('ix_ho_so_mathutuc', table_name='ho_so')
+    op.drop_index('ix_ho_so_ngaynhan_desc', table_name='ho_so')
     op.drop_index('ix_ho_so_madonvi_synced_at', table_name='ho_so')
     op.drop_table('access_log')
     op.drop_table('web_session')
