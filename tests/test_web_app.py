@@ -217,3 +217,20 @@ def test_users_command(pg_url, monkeypatch, tmp_path, capsys):
     assert accounts.check_password(engine, "lan", PASSWORD) is None  # disabled
     assert accounts.find_user(engine, "lan").disabled
     engine.dispose()
+
+
+def test_the_web_migration_goes_down_and_up_again(pg_url):
+    from alembic import command
+
+    from shared.db.engine import alembic_config, current_revision
+
+    upgrade(pg_url)
+    command.downgrade(alembic_config(pg_url), "0001")
+    engine = make_engine(pg_url)
+    assert current_revision(engine) == "0001"
+    assert not sqlalchemy.inspect(engine).has_table("web_user")
+    upgrade(pg_url)
+    assert current_revision(engine) == "0002"
+    indexes = {i["name"] for i in sqlalchemy.inspect(engine).get_indexes("ho_so")}
+    assert {"ix_ho_so_ten_folded_trgm", "ix_ho_so_mahoso_pattern", "ix_ho_so_ngaynhan_desc"} <= indexes
+    engine.dispose()

@@ -191,6 +191,14 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
             cached["procedures"] = (time.monotonic(), value)
         return value
 
+    def unit_choices(connection) -> list:
+        # Without DONGBO_UNITS: the units the archive holds, remembered like the procedures.
+        at, value = cached.get("units", (0.0, []))
+        if time.monotonic() - at > PROCEDURES_SECONDS:
+            value = queries.archive_units(connection)
+            cached["units"] = (time.monotonic(), value)
+        return value
+
     @app.get("/search")
     def search(request: Request, user: CurrentUser, q: str = "", unit: str = "",
                procedure: str = "", date_from: str = Query("", alias="from"), date_to: str = Query("", alias="to"),
@@ -200,7 +208,7 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
         with app.state.engine.connect() as connection:
             rows, total = queries.search(connection, user, form)
             procedures = procedure_choices(connection)
-        units = sorted(set(user.units) if user.units else set(settings.units))
+            units = sorted(set(user.units) if user.units else set(settings.units) or unit_choices(connection))
         params = {"q": q, "unit": unit, "procedure": procedure, "from": date_from, "to": date_to}
         base = urlencode({k: v for k, v in params.items() if v})
         pages = max(1, -(-min(total, queries.COUNT_CAP) // queries.PAGE_SIZE))

@@ -88,6 +88,10 @@ def procedures(connection: Connection) -> list[tuple[str, str]]:
     return [(code, name) for code, name in rows if code]
 
 
+def archive_units(connection: Connection) -> list[str]:
+    return sorted(connection.execute(select(ho_so.c.madonvi).distinct()).scalars())
+
+
 def dossier(connection: Connection, user: User, dossier_id: int) -> dict | None:
     """The dossier when it exists and the user may see it; None otherwise (the page answers 404 for both)."""
     query = select(ho_so).where(ho_so.c.id == dossier_id)
