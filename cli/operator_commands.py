@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-MODULES = ("healthcheck", "status", "check", "dlq", "backfill",
-           "trace", "reconcile", "audit", "export", "inspect_pending", "inspector_service")  # archive integrity
+MODULES = (
+    "healthcheck", "status", "check", "dlq", "backfill",
+    "trace", "reconcile", "audit", "export", "inspect_pending", "inspector_service",
+    "web", "users",
+)
 
 
 def add_parsers(commands) -> None:

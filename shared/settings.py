@@ -115,7 +115,13 @@ class Settings(BaseSettings):
     # Loopback by default: metrics and health are for the host's own scraper and health check.
     metrics_host: str = "127.0.0.1"
 
-    @field_validator("units", "allowed_file_hosts", "retry_delays", mode="before")
+    # The web application (`dongbo web`). Secure cookies: None = when the request came over HTTPS.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, gt=0, le=65535)
+    web_secure_cookies: bool | None = None
+    web_trusted_proxies: CommaList = Field(default_factory=list)
+
+    @field_validator("units", "allowed_file_hosts", "retry_delays", "web_trusted_proxies", mode="before")
     @classmethod
     def split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

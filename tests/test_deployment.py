@@ -41,7 +41,7 @@ REQUIRED_SETTINGS = ("onestop_url", "onestop_username", "onestop_password", "uni
                      "s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
 STORE_DATA = {"rabbitmq": "/var/lib/rabbitmq", "minio": "/data", "postgres": "/var/lib/postgresql/data",
               SIMULATOR: "/data"}
-PUBLISHED = {("rabbitmq", 15672), ("minio", 9001)}  # the two web UIs, on 127.0.0.1 only
+PUBLISHED = {("rabbitmq", 15672), ("minio", 9001), ("web", 8000)}  # the web UIs, on 127.0.0.1 only
 # Variables of docker-compose.yml with the DONGBO_ prefix that are not program settings.
 COMPOSE_ONLY_DONGBO = {"DONGBO_IMAGE"}
 DEMO_SECRET_PREFIX = "insecure-demo-"
@@ -619,9 +619,10 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     # The four, then the archive's inspector and scheduled audit (docs/archive-integrity.md).
     arguments = {name: [name] for name in FOUR} | {"inspector": ["inspector"],
                                                    "audit": ["audit", "--every", "7d", "--max-rate", "20"]}
-    assert list(procfile.processes) == list(arguments)
+    assert list(procfile.processes) == [*arguments, "web"]
+    assert shlex.split(procfile.processes["web"]) == ["exec", "dongbo", "web"]  # on DONGBO_WEB_PORT, not $PORT
     subcommands = cli_subcommands()
-    for name, command in procfile.processes.items():
+    for name, command in ((n, procfile.processes[n]) for n in FOUR):
         words = shlex.split(command)
         assert "DONGBO_METRICS_PORT=$PORT" in words, f"{name}: metrics port must come from honcho's $PORT"
         dongbo_at = words.index("dongbo")
@@ -631,7 +632,7 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     # honcho's own expansion: `honcho start -c downloader=3` gives every process its own port.
     expanded = expand_processes(procfile.processes, concurrency={"downloader": 3}, port=5000)
     ports = {p.name: p.env["PORT"] for p in expanded}
-    assert len(set(ports.values())) == len(ports) == 8
+    assert len(set(ports.values())) == len(ports) == 9
     assert ports["fetcher.1"] == "5000" and ports["downloader.3"] == "5102"
 
 
