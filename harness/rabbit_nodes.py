@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,10 +113,8 @@ class RabbitNode:
         pid_file = self.base / "pid"
         if pid_file.exists():
             pid = int(pid_file.read_text().strip())
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         wait_for(lambda: not port_open("127.0.0.1", self.amqp_port), timeout=30, what=f"{self.name} to die")
 
     def running(self) -> bool:
