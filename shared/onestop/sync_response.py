@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import ijson
 
 from shared.errors import MalformedResponse, TruncatedBody
-from shared.onestop.body_reader import BodyReader
+from shared.onestop.body_reader import BodyReader, Readable
 from shared.onestop.dossier_items import plain, to_dossier
 from shared.onestop.models import Dossier, InvalidDossier
 from shared.onestop.response_bodies import error_of, exception_for
@@ -32,7 +32,7 @@ FIRST_LOOK_CHUNK = 8 * 1024
 
 
 def parse_dossiers(
-    source: BinaryIO,
+    source: Readable,
     madonvi: str,
     *,
     max_files_per_dossier: int = 500,

@@ -5,7 +5,6 @@ Revises: 0002
 Create Date: 2026-12-01
 """
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = '0003'
@@ -16,12 +15,12 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table('file_audit',
-    sa.Column('object_key', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
-    sa.Column('mahoso', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('madonvi', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('result', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-    sa.Column('expected_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('seen_sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('object_key', sa.String(length=1024), nullable=False),
+    sa.Column('mahoso', sa.String(length=200), nullable=False),
+    sa.Column('madonvi', sa.String(length=200), nullable=False),
+    sa.Column('result', sa.String(length=20), nullable=False),
+    sa.Column('expected_sha256', sa.String(length=64), nullable=False),
+    sa.Column('seen_sha256', sa.String(length=64), nullable=True),
     sa.Column('seen_size', sa.BigInteger(), nullable=True),
     sa.Column('detail', sa.Text(), nullable=True),
     sa.Column('audited_at', sa.DateTime(timezone=True), nullable=False),
@@ -45,18 +44,18 @@ def upgrade() -> None:
     sa.Column('unreadable', sa.Integer(), nullable=False),
     sa.Column('untracked', sa.Integer(), nullable=False),
     sa.Column('bytes_read', sa.BigInteger(), nullable=False),
-    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
 
     op.create_table('pdf_facts',
-    sa.Column('object_key', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
-    sa.Column('mahoso', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('object_key', sa.String(length=1024), nullable=False),
+    sa.Column('mahoso', sa.String(length=200), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('is_pdf', sa.Boolean(), nullable=False),
     sa.Column('pages', sa.Integer(), nullable=True),
     sa.Column('signed', sa.Boolean(), nullable=False),
-    sa.Column('pdfa', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('pdfa', sa.String(length=20), nullable=True),
     sa.Column('problem', sa.Text(), nullable=True),
     sa.Column('inspected_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('object_key')

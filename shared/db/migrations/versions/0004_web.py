@@ -11,7 +11,6 @@ a substring search uses the index; without pg_trgm a plain btree serves prefix s
 (the demo) has no such index: it folds in Python and scans.
 """
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = '0004'
@@ -25,9 +24,9 @@ def upgrade() -> None:
 
     op.create_table('web_user',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('username', sa.String(length=100), nullable=False),
     sa.Column('password_hash', sa.Text(), nullable=False),
-    sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('units', sa.Text(), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -36,9 +35,9 @@ def upgrade() -> None:
     )
     op.create_index('ix_web_user_username', 'web_user', ['username'], unique=True)
     op.create_table('web_session',
-    sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('csrf_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('csrf_token', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['web_user.id'], ondelete='CASCADE'),
@@ -48,10 +47,10 @@ def upgrade() -> None:
     op.create_table('access_log',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
-    sa.Column('ip', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('mahoso', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('username', sa.String(length=100), nullable=False),
+    sa.Column('action', sa.String(length=30), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.Column('mahoso', sa.String(length=200), nullable=True),
     sa.Column('tai_lieu_id', sa.Integer(), nullable=True),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id')
