@@ -376,6 +376,9 @@ def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
         f"-webdav.port={ports['webdav']}",
         f"-admin.port={ports['admin']}",
         "-admin.ui=false",
+        # Off: their fixed default ports would clash with any other SeaweedFS on the machine.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
     ]
     # The child keeps its own copy of the log's descriptor; ours can close at once.
     with open(Path(data_dir) / "weed.log", "ab") as log:
