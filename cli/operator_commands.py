@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-MODULES = ("healthcheck", "status", "check", "dlq", "backfill")
+MODULES = ("healthcheck", "status", "check", "dlq", "backfill", "file_commands")
 
 
 def add_parsers(commands) -> None:

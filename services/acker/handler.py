@@ -16,6 +16,7 @@ import sqlalchemy.exc
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from services.acker.file_reports import FileReporter
 from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.db import sync_state
@@ -35,10 +36,11 @@ def _same_time(a: datetime, b: datetime) -> bool:
 
 
 class AckHandler:
-    def __init__(self, client: OneStopClient, engine: Engine, batch_size: int):
+    def __init__(self, client: OneStopClient, engine: Engine, batch_size: int, file_batch_size: int = 50):
         self.client = client
         self.engine = engine
         self.batch_size = batch_size
+        self.files = FileReporter(client, engine, file_batch_size)
 
     def __call__(self, deliveries: list[Delivery]) -> list[Done | BaseException]:
         results: list[Done | BaseException | None] = [None] * len(deliveries)
@@ -59,6 +61,8 @@ class AckHandler:
                 continue
             mahosos = list(dict.fromkeys(message.mahoso for _, message in items))
             try:
+                # Each file first, then the dossier: the dossier's mark says all of it is here.
+                self.files.report(madonvi, mahosos)
                 self.client.mark_synced(madonvi, mahosos, batch_size=self.batch_size)
                 self._record_synced(mahosos)
             except Exception as exc:
