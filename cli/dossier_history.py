@@ -39,8 +39,9 @@ def history(engine: Engine, mahoso: str) -> dict[str, Any] | None:
         "madonvi": dossier["madonvi"],
         "state": dossier["state"],
         "source_hash": dossier["source_hash"],
-        "versions": [{"number": n, "source_hash": v["source_hash"], "fetched_at": v["fetched_at"],
-                      "recorded_at": v["recorded_at"], "current": v["source_hash"] == dossier["source_hash"],
+        "versions": [{"number": n, "version_hash": v["version_hash"], "source_hash": v["source_hash"],
+                      "fetched_at": v["fetched_at"],
+                      "recorded_at": v["recorded_at"], "current": n == len(versions),
                       "object_keys": json.loads(v["object_keys"] or "[]")} for n, v in enumerate(versions, start=1)],
         "files": [{"matailieu": f["matailieu"], "ten_file": f["ten_file"], "object_key": f["object_key"],
                    "size": f["size"], "sha256": f["sha256"], "stored_at": f["stored_at"],
@@ -60,7 +61,7 @@ def _when(value) -> str:
 def render(found: dict[str, Any]) -> str:
     lines = [f"dossier {found['mahoso']} ({found['madonvi']}), {found['state']}", "", "versions:"]
     lines.append(table(["#", "version", "seen at", "files", "current"],
-                       [[v["number"], v["source_hash"][:12], _when(v["fetched_at"]), len(v["object_keys"]),
+                       [[v["number"], v["version_hash"][:12], _when(v["fetched_at"]), len(v["object_keys"]),
                          "yes" if v["current"] else ""] for v in found["versions"]], right={0, 3}))
     lines += ["", "files:"]
     lines.append(table(["matailieu", "ten_file", "bytes", "stored", "reported", "superseded", "object key"],

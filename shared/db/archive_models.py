@@ -32,13 +32,19 @@ class LoaiTaiLieu(SQLModel, table=True):
 
 
 class HoSoVersion(SQLModel, table=True):
-    """One version of a dossier as indexed: the same content indexed again adds nothing."""
+    """One version of a dossier as indexed: the same content indexed again adds nothing.
+
+    `version_hash` covers what the one-stop system sent (`source_hash`) and the bytes stored for it (each
+    file's key and SHA-256): a vendor who changes a file's bytes under the same `url_file` changes no field
+    of the listing, but it is a new version all the same.
+    """
 
     __tablename__ = "ho_so_version"
-    __table_args__ = (UniqueConstraint("mahoso", "source_hash", name="uq_ho_so_version"),)
+    __table_args__ = (UniqueConstraint("mahoso", "version_hash", name="uq_ho_so_version"),)
 
     id: int | None = Field(default=None, primary_key=True)
     mahoso: str = Field(max_length=200, index=True)
+    version_hash: str = Field(max_length=64)
     source_hash: str = Field(max_length=64)
     fetched_at: datetime | None = Field(default=None, sa_column=_ts(True))
     recorded_at: datetime = Field(sa_column=_ts(False))

@@ -33,13 +33,14 @@ def upgrade() -> None:
         'ho_so_version',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('mahoso', sa.String(length=200), nullable=False),
+        sa.Column('version_hash', sa.String(length=64), nullable=False),
         sa.Column('source_hash', sa.String(length=64), nullable=False),
         sa.Column('fetched_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('file_count', sa.Integer(), nullable=False),
         sa.Column('object_keys', sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('mahoso', 'source_hash', name='uq_ho_so_version'),
+        sa.UniqueConstraint('mahoso', 'version_hash', name='uq_ho_so_version'),
     )
     op.create_index('ix_ho_so_version_mahoso', 'ho_so_version', ['mahoso'])
     op.create_table(
