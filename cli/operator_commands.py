@@ -8,7 +8,7 @@ import importlib
 MODULES = (
     "healthcheck", "status", "check", "dlq", "backfill",
     "trace", "reconcile", "audit", "export", "inspect_pending", "inspector_service",
-    "web", "users",
+    "web", "users", "file_commands",
 )
 
 

@@ -82,6 +82,18 @@ class ResponseTooLarge(OneStopError, PermanentError):
     reason = "response-too-large"
 
 
+class CorrectionRefused(OneStopError, PermanentError):
+    """The one-stop system refused a correction (replace or delete of a file); its message says why."""
+
+    reason = "correction-refused"
+
+
+class CorrectionUnreadable(PermanentError):
+    """A correction's replacement bytes are missing from the archive or differ from what was recorded."""
+
+    reason = "correction-unreadable"
+
+
 class MarkSyncedRejected(OneStopError, TransientError):
     """The mark-synced call answered without `"status": 200` in its body."""
 

@@ -124,3 +124,22 @@ class DossierIndexed(Message):
     # The version that was indexed; the acker marks the dossier synced only while the archive holds it.
     fetched_at: datetime | None = None
     source_hash: str = ""
+
+
+class CorrectionRequested(Message):
+    """`dongbo file replace|delete` → corrections worker: change one document type's file on the one-stop system.
+
+    A replacement's bytes are already in the archive under `object_key` (never in the message).
+    """
+
+    kind: ClassVar[str] = "correction.requested"
+
+    correction_id: str = Field(min_length=1, max_length=64)
+    action: Literal["replace", "delete"]
+    matailieu: str = Field(min_length=1)
+    ten_file: str = ""
+    object_key: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    requested_by: str = ""
+    requested_at: datetime = Field(default_factory=utcnow)

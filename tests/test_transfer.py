@@ -137,15 +137,20 @@ def test_the_first_try_of_a_new_dossier_asks_the_store_nothing_and_any_later_try
     assert again.sha256 == retried.sha256 == known.sha256 == first.sha256 == hashlib.sha256(PDF).hexdigest()
 
 
-def test_a_changed_source_is_stored_again(server, source, store):
+def test_a_changed_source_is_stored_again_under_a_new_key(server, source, store):
     server.file("/a.pdf", PDF, ETag='"v1"')
     first = store_attachment(source, store, UNIT, DOSSIER, attachment(server.url("/a.pdf")), part_size=PART)
     changed = PDF[:-1] + b"!"  # same length, new ETag
     server.file("/a.pdf", changed, ETag='"v2"')
     second = store_attachment(source, store, UNIT, DOSSIER, attachment(server.url("/a.pdf")), part_size=PART)
-    assert second.object_key == first.object_key
+    # Nothing archived is overwritten: the earlier version stays under its key, the new bytes get their own.
+    assert second.object_key != first.object_key
     assert second.sha256 == hashlib.sha256(changed).hexdigest() != first.sha256
-    assert store.find_complete(first.object_key).sha256 == second.sha256
+    assert store.find_complete(first.object_key).sha256 == first.sha256
+    assert store.find_complete(second.object_key).sha256 == second.sha256
+    # Seen again, the changed file is found under that same new key, not stored a third time.
+    again = store_attachment(source, store, UNIT, DOSSIER, attachment(server.url("/a.pdf")), part_size=PART)
+    assert again.object_key == second.object_key
 
 
 BIG = b"%PDF-1.4\n" + random.Random(2).randbytes(PART + 1000)  # over one part: streamed, then tagged

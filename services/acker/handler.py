@@ -16,6 +16,8 @@ import sqlalchemy.exc
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from services.acker.corrections_gate import corrected_since
+from services.acker.file_reports import FileReporter
 from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.db import sync_state
@@ -35,10 +37,11 @@ def _same_time(a: datetime, b: datetime) -> bool:
 
 
 class AckHandler:
-    def __init__(self, client: OneStopClient, engine: Engine, batch_size: int):
+    def __init__(self, client: OneStopClient, engine: Engine, batch_size: int, file_batch_size: int = 50):
         self.client = client
         self.engine = engine
         self.batch_size = batch_size
+        self.files = FileReporter(client, engine, file_batch_size)
 
     def __call__(self, deliveries: list[Delivery]) -> list[Done | BaseException]:
         results: list[Done | BaseException | None] = [None] * len(deliveries)
@@ -59,6 +62,8 @@ class AckHandler:
                 continue
             mahosos = list(dict.fromkeys(message.mahoso for _, message in items))
             try:
+                # Each file first, then the dossier: the dossier's mark says all of it is here.
+                self.files.report(madonvi, mahosos)
                 self.client.mark_synced(madonvi, mahosos, batch_size=self.batch_size)
                 self._record_synced(mahosos)
             except Exception as exc:
@@ -80,11 +85,17 @@ class AckHandler:
         with self.engine.connect() as connection:
             rows = connection.execute(select(ho_so.c.mahoso, ho_so.c.fetched_at).where(ho_so.c.mahoso.in_(mahosos)))
             held: dict[str, datetime | None] = {mahoso: at for mahoso, at in rows}
+            corrected = corrected_since(connection, {m.mahoso: m.fetched_at for items in by_unit.values()
+                                                     for _, m in items if m.fetched_at is not None})
         current: dict[str, list[tuple[int, DossierIndexed]]] = {}
         for madonvi, items in by_unit.items():
             for i, message in items:
                 version = held.get(message.mahoso)
-                if message.fetched_at is None or version is None or _same_time(message.fetched_at, version):
+                if message.mahoso in corrected:
+                    log.info("dossier %s: a correction was applied after the version seen at %s; not marked",
+                             message.mahoso, message.fetched_at, extra={"mahoso": message.mahoso, "madonvi": madonvi})
+                    results[i] = Done()
+                elif message.fetched_at is None or version is None or _same_time(message.fetched_at, version):
                     current.setdefault(madonvi, []).append((i, message))
                 else:
                     log.info("dossier %s: version seen at %s was replaced by the one seen at %s; not marked",

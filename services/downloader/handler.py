@@ -73,6 +73,7 @@ class DownloadHandler:
                         tenthutuc=dossier.tenthutuc,
                         files=stored,
                         fetched_at=dossier.fetched_at,
+                        source_hash=dossier.source_hash,
                     ),
                 )
             ]

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from services.downloader.content_type import detect
 from services.downloader.http_fetch import CHUNK_SIZE, FileResponse, FileSource
+from services.downloader.key_clash import changed_key
 from shared import observability
 from shared.errors import FileNotFound, IntegrityError, TruncatedBody
 from shared.messages import StoredFile, utcnow
@@ -53,6 +54,14 @@ def store_attachment(
                 )
                 observability.FILES.labels("skipped").inc()
                 return _stored_file(attachment, existing)
+            if existing is not None:
+                # Other bytes are archived under this key (an earlier version): never write over them.
+                key = changed_key(key, response.etag, response.content_length)
+                changed = store.find_complete(key)
+                if changed is not None and _same_file(changed, response):
+                    return _stored_file(attachment, changed)
+                log.warning("file changed at its source, stored under a new key: mahoso=%s matailieu=%s key=%s",
+                            mahoso, attachment.matailieu, key, extra={"mahoso": mahoso, "madonvi": madonvi})
             return _upload(store, key, mahoso, attachment, response, part_size)
     except FileNotFound:
         if existing is None:

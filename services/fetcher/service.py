@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import timedelta
 
+from services.fetcher.catalog import CatalogCopier
 from services.fetcher.poll import ChunkRefused, Refusals, poll_unit
 from shared.backoff import Backoff
 from shared.broker.connection import CONNECTION_ERRORS, connect
@@ -51,6 +52,7 @@ class Fetcher:
         self.refusals = Refusals()
         self.first_unit = 0  # where the next round starts: after the unit the last one broke on
         self.backoff = Backoff(0.5, 30.0)
+        self.catalog = CatalogCopier(self.client, self.engine, settings.catalog_interval)
 
     def health(self) -> tuple[bool, str]:
         # A poll of a big unit may take long; it turns the loop once per chunk of dossiers.
@@ -113,6 +115,7 @@ class Fetcher:
                 self.last_turn = time.time()
 
     def poll_all(self, publisher: Publisher) -> None:
+        self.catalog.copy_if_due()
         self.polled_all = False
         complete = True
         units = list(self.settings.units)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, or_, tuple_, update
 from sqlalchemy.engine import Connection
 
+from services.indexer.versions import record_versions
 from shared.db import sync_state
 from shared.db.models import HoSo, TaiLieu
 from shared.db.sync_state import insert_for
@@ -76,6 +77,7 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
         for f in {f.object_key: f for f in d.files}.values()
     ]
     _supersede(connection, current, ids, files, at)
+    record_versions(connection, current, at)
     if files:
         stmt = insert_for(connection, tai_lieu)
         set_files = {name: stmt.excluded[name] for name in files[0] if name != "object_key"}

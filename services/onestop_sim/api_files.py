@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from services.onestop_sim import attachments, vocab
 from services.onestop_sim.api import STATUS_ERRORS, UPDATED, Responses
 from services.onestop_sim.context import Sim, sim_of
+from services.onestop_sim.control import catalog_of
 from services.onestop_sim.errors import API_PREFIX, VendorError
 from services.onestop_sim.models import (
     MAX_UPLOAD,
@@ -47,8 +48,8 @@ def _dossier(sim: Sim, madonvi: str, mahoso: str) -> int:
 
 @router.post("/danhmucloaitailieu", response_model=list[DocumentType],
              responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}}, summary="(5) Document-type catalog")
-def catalog(body: CatalogRequest | None = None):
-    return [{"maloaitailieu": code, "tenloaitailieu": name} for code, name in vocab.CATALOG]
+def catalog(request: Request, body: CatalogRequest | None = None):
+    return [{"maloaitailieu": code, "tenloaitailieu": name} for code, name in catalog_of(sim_of(request))]
 
 
 @router.post("/capnhattrangthaidongbofile", response_model=StatusBody, responses=STATUS_404,
@@ -66,6 +67,7 @@ def mark_files(body: FileMarkRequest, request: Request):
     with transaction(sim.store.conn) as conn:
         attachments.mark_files(conn, list(dict.fromkeys(chosen)))
     sim.counters.add("file_mark_calls")
+    sim.counters.add("file_marks", len(set(chosen)))
     return UPDATED
 
 
@@ -90,6 +92,7 @@ def replace_file(body: FileReplaceRequest, request: Request):
         stamp = attachments.add_upload(
             conn, dossier_id, body.matailieu, title, body.ten_file, data, digest, sim.config.seed
         )
+    sim.counters.add("file_replacements")
     url = attachments.url_file(sim.config.public_url, body.madonvi, stamp, body.ten_file, None)
     return {**UPDATED, "url_file": url}
 
@@ -108,4 +111,5 @@ def delete_file(body: FileDeleteRequest, request: Request):
         if not old:
             raise VendorError(404, f"{NOT_FOUND_FILE}: {body.matailieu}", shape="status")
         attachments.delete_files(conn, dossier_id, [row["id"] for row in old])
+    sim.counters.add("file_deletions")
     return UPDATED

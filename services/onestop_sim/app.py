@@ -9,7 +9,7 @@ import logging
 import anyio
 from fastapi import FastAPI
 
-from services.onestop_sim import api, api_files, downloads, errors, introspect
+from services.onestop_sim import api, api_files, control, downloads, errors, introspect
 from services.onestop_sim.context import Sim
 from services.onestop_sim.middleware import FaultMiddleware
 
@@ -38,7 +38,7 @@ def create_app(sim: Sim) -> FastAPI:
                   max_body_size=MAX_BODY)
     app.state.sim = sim
     errors.install(app)
-    for module in (api, api_files, downloads, introspect):
+    for module in (api, api_files, downloads, introspect, control):
         app.include_router(module.router)
     app.add_middleware(FaultMiddleware, faults=sim.faults)
     _drop_422(app)

@@ -12,7 +12,8 @@ from collections import Counter
 
 from services.onestop_sim.state import Store, transaction
 
-GLOBAL_NAMES = ("logins", "sync_calls", "mark_calls", "file_mark_calls", "file_fetches")
+GLOBAL_NAMES = ("logins", "sync_calls", "mark_calls", "file_mark_calls", "file_fetches", "file_marks",
+                "file_replacements", "file_deletions")
 
 
 class Counters:

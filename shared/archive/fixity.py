@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from shared.archive.reading import ObjectMissing, TokenBucket, hash_object
 from shared.archive.tables import AUDIT_RUN, FILE_AUDIT, HO_SO, TAI_LIEU
-from shared.db.archive_models import CHANGED, MISSING, OK, UNREADABLE
+from shared.db.integrity_models import CHANGED, MISSING, OK, UNREADABLE
 from shared.db.sync_state import insert_for
 from shared.errors import StorageUnavailable
 from shared.storage.keys import SEGMENT_BYTES, slug

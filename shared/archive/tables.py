@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Table
 
-from shared.db.archive_models import AuditRun, FileAudit, PdfFacts
+from shared.db.integrity_models import AuditRun, FileAudit, PdfFacts
 from shared.db.models import HoSo, SyncState, TaiLieu
 
 

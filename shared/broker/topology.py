@@ -1,6 +1,6 @@
 """Queue names and their declaration: the whole broker layout lives here.
 
-Every work queue (`<prefix>.download`, `.index`, `.ack`) is a durable quorum queue with three companions:
+Every work queue (`<prefix>.download`, `.index`, `.ack`, `.correct`) is a durable quorum queue with three companions:
 - `<queue>.retry.<delay>`: one delay queue per retry step. A message waits there for the step's TTL and
   is then dead-lettered back to its work queue by the broker. Retries never depend on nack-and-requeue,
   whose counting differs across RabbitMQ versions.
@@ -21,7 +21,8 @@ DOWNLOAD = "download"
 INDEX = "index"
 ACK = "ack"
 INSPECT = "inspect"  # PDF facts, off the critical path (services/inspector)
-WORK_QUEUES = (DOWNLOAD, INDEX, ACK, INSPECT)
+CORRECT = "correct"  # corrections from the archive back to the one-stop system (`dongbo file replace|delete`)
+WORK_QUEUES = (DOWNLOAD, INDEX, ACK, INSPECT, CORRECT)
 UNLIMITED = 2**31 - 1  # as a delivery limit: accepted by RabbitMQ 3.10 and 4.x alike
 
 

@@ -1,72 +1,78 @@
-"""Tables of the archive's proofs: fixity audits (`file_audit`, `audit_run`) and PDF facts (`pdf_facts`).
+"""The archive's own records around the dossiers: the document-type catalog (`loai_tai_lieu`), every
+version of a dossier that was ever indexed (`ho_so_version`) and every correction sent back to the one-stop
+system (`hieu_chinh`).
 
-They sit beside `tai_lieu` rather than in it: a proof is about the bytes stored under an object key, and
-writing it must never touch the row the indexer owns. Both are keyed by `object_key`, which `tai_lieu`
-keeps unique, so a file's proofs survive the indexer rewriting its row.
+`tai_lieu` links to `loai_tai_lieu` by `matailieu` = `maloaitailieu` (a join, not a foreign key: a file of a
+type the catalog does not know yet is stored and indexed as usual, and listed so the catalog can be fixed).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Text
+from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-# Results of one file's audit.
-OK, CHANGED, MISSING, UNREADABLE = "ok", "changed", "missing", "unreadable"
+
+def _ts(nullable: bool) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable)
 
 
-def _ts(**kwargs) -> Column:
-    return Column(DateTime(timezone=True), **kwargs)
+class LoaiTaiLieu(SQLModel, table=True):
+    """One document type of the one-stop catalog (`danhmucloaitailieu`); kept, marked retired, when it goes."""
 
-
-class FileAudit(SQLModel, table=True):
-    """The last fixity check of one stored object: when, what it found, and the bytes it saw."""
-
-    __tablename__ = "file_audit"
-
-    object_key: str = Field(max_length=1024, primary_key=True)
-    mahoso: str = Field(max_length=200, index=True)
-    madonvi: str = Field(default="", max_length=200, index=True)
-    result: str = Field(max_length=20)  # ok | changed | missing | unreadable
-    expected_sha256: str = Field(max_length=64)
-    seen_sha256: str | None = Field(default=None, max_length=64)
-    seen_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    detail: str | None = Field(default=None, sa_type=Text)
-    audited_at: datetime = Field(sa_column=_ts(nullable=False, index=True))
-    last_ok_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-
-
-class AuditRun(SQLModel, table=True):
-    """One run of `dongbo audit`, for `dongbo status` and the metrics."""
-
-    __tablename__ = "audit_run"
+    __tablename__ = "loai_tai_lieu"
 
     id: int | None = Field(default=None, primary_key=True)
-    started_at: datetime = Field(sa_column=_ts(nullable=False))
-    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
-    scope: str = Field(default="", sa_type=Text)  # the options it ran with, as text
-    checked: int = Field(default=0)
-    ok: int = Field(default=0)
-    changed: int = Field(default=0)
-    missing: int = Field(default=0)
-    unreadable: int = Field(default=0)
-    untracked: int = Field(default=0)
-    bytes_read: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    state: str = Field(default="running", max_length=20)  # running | finished | interrupted | failed
+    maloaitailieu: str = Field(max_length=200, unique=True, index=True)
+    tenloaitailieu: str = Field(default="", sa_type=Text)
+    first_seen_at: datetime = Field(sa_column=_ts(False))
+    last_seen_at: datetime = Field(sa_column=_ts(False))
+    retired_at: datetime | None = Field(default=None, sa_column=_ts(True))
 
 
-class PdfFacts(SQLModel, table=True):
-    """What the inspector read in one stored file: page count, signature, PDF/A claim, or why not a PDF."""
+class HoSoVersion(SQLModel, table=True):
+    """One version of a dossier as indexed: the same content indexed again adds nothing.
 
-    __tablename__ = "pdf_facts"
+    `version_hash` covers what the one-stop system sent (`source_hash`) and the bytes stored for it (each
+    file's key and SHA-256): a vendor who changes a file's bytes under the same `url_file` changes no field
+    of the listing, but it is a new version all the same.
+    """
 
-    object_key: str = Field(max_length=1024, primary_key=True)
+    __tablename__ = "ho_so_version"
+    __table_args__ = (UniqueConstraint("mahoso", "version_hash", name="uq_ho_so_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
     mahoso: str = Field(max_length=200, index=True)
-    sha256: str = Field(max_length=64)  # the bytes these facts are about
-    is_pdf: bool = Field(default=False)
-    pages: int | None = Field(default=None)
-    signed: bool = Field(default=False)
-    pdfa: str | None = Field(default=None, max_length=20)  # the claimed part and conformance, e.g. "2B"
-    problem: str | None = Field(default=None, sa_type=Text)  # why it is not a readable PDF
-    inspected_at: datetime = Field(sa_column=_ts(nullable=False))
+    version_hash: str = Field(max_length=64)
+    source_hash: str = Field(max_length=64)
+    fetched_at: datetime | None = Field(default=None, sa_column=_ts(True))
+    recorded_at: datetime = Field(sa_column=_ts(False))
+    file_count: int = Field(default=0)
+    # The object keys this version lists, as a JSON array: the version's files are one lookup away.
+    object_keys: str = Field(default="[]", sa_type=Text)
+
+
+class HieuChinh(SQLModel, table=True):
+    """One correction (`replace` or `delete` of a dossier's file of a type) asked of the one-stop system."""
+
+    __tablename__ = "hieu_chinh"
+
+    id: int | None = Field(default=None, primary_key=True)
+    correction_id: str = Field(max_length=64, unique=True, index=True)
+    action: str = Field(max_length=10)  # replace | delete
+    mahoso: str = Field(max_length=200, index=True)
+    madonvi: str = Field(max_length=200)
+    matailieu: str = Field(max_length=200)
+    ten_file: str = Field(default="", sa_type=Text)
+    object_key: str | None = Field(default=None, max_length=1024)  # the replacement's bytes in the archive
+    size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    sha256: str | None = Field(default=None, max_length=64)
+    requested_by: str = Field(default="", max_length=200)
+    requested_at: datetime = Field(sa_column=_ts(False))
+    # queued → applied | refused; `failed` when it was dead-lettered for another reason (replayable).
+    status: str = Field(default="queued", max_length=20)
+    attempts: int = Field(default=0)
+    outcome: str | None = Field(default=None, sa_type=Text)  # what the one-stop system answered
+    url_file: str | None = Field(default=None, sa_type=Text)  # the replacement's address there
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(True))

@@ -63,6 +63,8 @@ class TaiLieu(SQLModel, table=True):
     source_hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     superseded_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     superseded_reason: str | None = Field(default=None, sa_type=Text)
+    # When the file was reported synced to the one-stop system (`capnhattrangthaidongbofile`).
+    reported_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class SyncState(SQLModel, table=True):

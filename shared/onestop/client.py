@@ -247,8 +247,10 @@ class OneStopClient:
         self._update("capnhattrangthaidongbofile", payload, what, MarkSyncedRejected)
         log.info("marked %d files synced for mahoso=%s madonvi=%s", len(files), mahoso, madonvi)
 
-    def replace_file(self, madonvi: str, mahoso: str, matailieu: str, ten_file: str, content: bytes) -> None:
-        """Puts a file in place of the dossier's file of that document type (`capnhatfiletheoloaitailieu`)."""
+    def replace_file(self, madonvi: str, mahoso: str, matailieu: str, ten_file: str, content: bytes) -> str | None:
+        """Puts a file in place of the dossier's file of that document type (`capnhatfiletheoloaitailieu`).
+
+        Returns the new file's `url_file` when the answer gives it."""
         what = f"capnhatfiletheoloaitailieu for mahoso={mahoso} madonvi={madonvi} matailieu={matailieu}"
         payload = {
             "madonvi": madonvi,
@@ -257,8 +259,10 @@ class OneStopClient:
             "ten_file": ten_file,
             "noidung_base64": base64.b64encode(content).decode("ascii"),
         }
-        self._update("capnhatfiletheoloaitailieu", payload, what, OneStopRefused)
+        body = self._update("capnhatfiletheoloaitailieu", payload, what, OneStopRefused)
         log.info("replaced the file %s (%d bytes) of mahoso=%s madonvi=%s", matailieu, len(content), mahoso, madonvi)
+        url = body.get("url_file") if isinstance(body, dict) else None
+        return url if isinstance(url, str) else None
 
     def delete_file(self, madonvi: str, mahoso: str, matailieu: str) -> None:
         """Deletes the dossier's file of that document type (`xoafiletheoloaitailieu`)."""
@@ -284,8 +288,9 @@ class OneStopClient:
                 return self._authorized(send)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _update(self, endpoint: str, payload: Any, what: str, rejected: type[OneStopError]) -> None:
-        """An update succeeds only when its answer says `"status": 200`, whatever the HTTP status was."""
+    def _update(self, endpoint: str, payload: Any, what: str, rejected: type[OneStopError]) -> Any:
+        """An update succeeds only when its answer says `"status": 200`, whatever the HTTP status was;
+        returns the answer."""
         body = self._call(endpoint, payload, what, rejected)
         if not status_ok(body):
             status = body.get("status") if isinstance(body, dict) else None
@@ -293,3 +298,4 @@ class OneStopClient:
             raise rejected(
                 f"{what}: the one-stop system answered status {status!r} ({message or 'no message'}), not 200"
             )
+        return body

@@ -4,8 +4,11 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import shared.db.archive_models  # noqa: F401  (the archive's proofs: audits, PDF facts)
-import shared.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+# Each import registers its tables on SQLModel.metadata.
+import shared.db.archive_models  # noqa: F401  (catalog, versions, corrections)
+import shared.db.integrity_models  # noqa: F401  (the archive's proofs: audits, PDF facts)
+import shared.db.models  # noqa: F401  (dossiers, files, sync state)
+import shared.db.web_models  # noqa: F401  (web accounts, sessions, access log)
 
 config = context.config
 target_metadata = SQLModel.metadata
