@@ -17,7 +17,9 @@ def office_zip(*names: str, odf_type: str | None = None) -> bytes:
         if odf_type:
             archive.writestr(zipfile.ZipInfo("mimetype"), odf_type, compress_type=zipfile.ZIP_STORED)
         for name in names:
-            archive.writestr(name, "<xml/>" * 50)
+            # A fixed date: the bytes (and so the test ids) must not depend on when the test runs.
+            entry = zipfile.ZipInfo(name, date_time=(2024, 5, 1, 0, 0, 0))
+            archive.writestr(entry, "<xml/>" * 50, compress_type=zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
 
 
