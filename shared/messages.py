@@ -114,6 +114,12 @@ class DossierStored(DossierMessage):
     fetched_at: datetime | None = None
     source_hash: str = ""
 
+    @classmethod
+    def of(cls, dossier: DossierFetched, files: list[StoredFile]) -> DossierStored:
+        """The fetched dossier once its files are stored: the same fields and the same version."""
+        fields = dossier.model_dump(include=set(DossierMessage.model_fields) | {"fetched_at", "source_hash"})
+        return cls(**fields, files=files)
+
 
 class DossierIndexed(Message):
     """indexer → acker: the dossier's record is committed; it may be marked synced."""
