@@ -38,13 +38,12 @@ ONCE_ROUNDS = 3
 
 class Fetcher:
     def __init__(self, settings: Settings, *, once: bool = False):
-        settings.onestop()  # a missing one-stop setting stops the fetcher before it waits for anything
         self.units = settings.unit_codes()
         if problems := unit_list_problems(self.units):
             raise ConfigError("DONGBO_UNITS: " + "; ".join(problems))
         self.settings = settings
         self.once = once
-        self.client = OneStopClient.from_settings(settings)
+        self.client = OneStopClient.from_settings(settings)  # ConfigError naming a missing one-stop setting
         self.engine = make_engine(settings.database_url.get_secret_value())
         wait_for_schema(self.engine, "fetcher")
         self.topology = Topology.from_settings(settings)
