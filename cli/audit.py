@@ -8,7 +8,6 @@ compose): it audits, sleeps, audits again, serves its metrics on DONGBO_METRICS_
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import sys
@@ -85,7 +84,7 @@ def run_audit_command(settings, args: argparse.Namespace) -> int:
 def _once(engine, store, options, args) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cli.checking import Progress
+    from cli.checking import Progress, show
     from shared.archive.fixity import run_audit
     from shared.errors import DongboError
 
@@ -96,10 +95,7 @@ def _once(engine, store, options, args) -> int:
     except (DongboError, SQLAlchemyError) as exc:
         print(f"dongbo audit: could not finish: {one_line(exc)}; what was verified is kept", file=sys.stderr)
         return COULD_NOT_RUN
-    if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(render(report))
+    show(args, report.as_dict(), lambda: render(report))
     return GAPS if report.gaps else GOOD
 
 

@@ -137,18 +137,9 @@ class WindowStore:
     """The `backfill_window` table: which windows of which unit are finished."""
 
     def __init__(self, settings):
-        from shared.db.engine import current_revision, make_engine, schema_problem
+        from cli.checking import open_database
 
-        self.url = settings.database_url.get_secret_value()
-        self.engine = make_engine(self.url)
-        try:
-            revision = current_revision(self.engine)
-        except Exception as exc:
-            self.engine.dispose()
-            raise ConfigError(f"DONGBO_DATABASE_URL: cannot read {redact_url(self.url)}: {one_line(exc)}") from None
-        if problem := schema_problem(revision):
-            self.engine.dispose()
-            raise ConfigError(f"DONGBO_DATABASE_URL: {problem}")
+        self.engine = open_database(settings)
 
     @property
     def table(self) -> Table:
@@ -258,7 +249,8 @@ class Backfill:
         return 0
 
     def pull(self, client, publisher, topology, unit: str, window: tuple[date, date]) -> None:
-        from services.fetcher.poll import poll_unit
+        from shared.handoff import poll_unit
+        from shared.onestop.dossier_items import ItemLimits
 
         # The first window does not reach before --from: nothing earlier was asked for.
         query_from = max(self.plan[0][0], window[0] - timedelta(days=self.args.overlap_days))
@@ -271,6 +263,7 @@ class Backfill:
             inflight_timeout=timedelta(seconds=self.settings.inflight_timeout),
             tungay=query_from,
             denngay=window[1],
+            limits=ItemLimits.from_settings(self.settings),
         )
         self.store.record(unit, window, result.seen)
         self.progress.dossiers += result.seen

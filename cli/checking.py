@@ -6,13 +6,16 @@ Exit codes are those of `shared.archive`: 0 all good, 1 gaps found, 2 could not 
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from cli.common import one_line, redact_url
 from shared.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def open_database(settings):
@@ -46,27 +49,48 @@ def open_store(settings):
     return store
 
 
+def read_database(settings, read: Callable[[Any], T]) -> T:
+    """`read(engine)` on the database at the current schema, which is closed again afterwards."""
+    engine = open_database(settings)
+    try:
+        return read(engine)
+    finally:
+        engine.dispose()
+
+
+def open_archive(settings, args) -> tuple[Any, Any]:
+    """(engine, store) for a command on a window of dates (`--from`, `--to`), checked first."""
+    if args.start > args.end:
+        raise ConfigError("--from is after --to")
+    engine = open_database(settings)
+    try:
+        return engine, open_store(settings)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def show(args, data: dict, text: Callable[[], str]) -> None:
+    """The result: JSON for scripts (`--json`), else the text for a person."""
+    print(json.dumps(data, ensure_ascii=False, indent=2) if args.json else text())
+
+
 @contextmanager
 def broker(settings, name: str):
-    """(channel, publisher, topology) on a fresh connection, closed afterwards."""
-    from shared.broker.connection import CONNECTION_ERRORS, connect
-    from shared.broker.publisher import Publisher
+    """A broker session (`shared.broker.session`) with the topology declared, closed afterwards; ConfigError
+    when RabbitMQ cannot be reached."""
+    from shared.broker.connection import CONNECTION_ERRORS
+    from shared.broker.session import BrokerSession
     from shared.broker.topology import Topology
 
     url = settings.amqp_url.get_secret_value()
     try:
-        connection = connect(url, name, settings.heartbeat)
+        session = BrokerSession.open(url, name, Topology.from_settings(settings), heartbeat=settings.heartbeat)
     except CONNECTION_ERRORS as exc:
         raise ConfigError(f"DONGBO_AMQP_URL: cannot connect to RabbitMQ at {redact_url(url)}: "
                           f"{one_line(exc)}") from None
-    try:
-        topology = Topology.from_settings(settings)
-        channel = connection.channel()
-        topology.declare(channel)
-        yield channel, Publisher(channel, topology), topology
-    finally:
-        if connection.is_open:
-            connection.close()
+    with session:
+        yield session
 
 
 class Progress:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cli.common import one_line, operator_command, redact_url, table
 from shared.broker.dead_letters import REFRESH_AFTER, DeadLetter, Selection, purge, replay, scan
 from shared.broker.topology import WORK_QUEUES, Topology
+from shared.onestop.dossier_items import ItemLimits
 
 if TYPE_CHECKING:
     from shared.broker.publisher import Publisher
@@ -88,6 +89,9 @@ def run_dlq(settings, args: argparse.Namespace) -> int:
         return 1
     channel, publisher = session.channel, session.publisher
     command = COMMANDS[args.dlq_command](args, topology, publisher)
+    if isinstance(command, Replaying):
+        # A dossier the fetcher parked is validated again against the limits the fetcher runs with.
+        command.limits = ItemLimits.from_settings(settings)
     try:
         for stage in stages:
             limit = None if args.limit is None else args.limit - command.matched
@@ -257,9 +261,10 @@ class Moving:
 
 class Replaying(Moving):
     action, past = "replay", "replayed"
+    limits: ItemLimits | None = None
 
     def settle(self, letter: DeadLetter) -> None:
-        replay(self.publisher, self.topology, letter)
+        replay(self.publisher, self.topology, letter, limits=self.limits)
 
     def summary(self, stage: str) -> dict:
         return {**super().summary(stage), "target": self.topology.queue(stage)}

@@ -12,7 +12,6 @@ from pathlib import Path
 from cli.backfill import day
 from cli.common import one_line, operator_command
 from shared.archive import COULD_NOT_RUN, GAPS, GOOD
-from shared.errors import ConfigError
 
 
 def add_parser(commands) -> None:
@@ -30,13 +29,10 @@ def add_parser(commands) -> None:
 def run_export(settings, args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cli.checking import Progress, open_database, open_store
+    from cli.checking import Progress, open_archive
     from shared.archive.bag_export import dossiers_in, export_window
 
-    if args.start > args.end:
-        raise ConfigError("--from is after --to")
-    engine = open_database(settings)
-    store = open_store(settings)
+    engine, store = open_archive(settings, args)
     try:
         total = len(dossiers_in(engine, args.unit, args.start, args.end))
         with Progress(f"export {args.unit}", total=total, unit="dossiers") as progress:

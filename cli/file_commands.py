@@ -1,4 +1,4 @@
-"""`dongbo file replace | delete | history` and `dongbo corrections` (the worker that sends them).
+"""`dongbo file replace | delete | history`; `dongbo corrections` (cli/main.py) is the worker that sends them.
 
 A correction is asked here and delivered by the corrections worker. `replace` first stores the new bytes
 in the archive, under a key of their own that nothing else ever writes (`corrections/.../{id}-{name}`), then
@@ -41,15 +41,6 @@ def add_parser(commands) -> None:
     history.add_argument("mahoso")
     history.add_argument("--json", action="store_true", help="machine-readable output")
     history.set_defaults(handler=operator_command("file history", run_history))
-    worker = commands.add_parser("corrections", help="send the queued corrections to the one-stop system")
-    worker.set_defaults(handler=run_worker)
-
-
-def run_worker(_args: argparse.Namespace) -> int:
-    from services.corrections.service import build
-    from shared.service import main
-
-    return main("corrections", build)
 
 
 def run_request(settings, args: argparse.Namespace) -> int:

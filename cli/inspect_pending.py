@@ -33,15 +33,11 @@ def pending_rows(engine, madonvi: str | None) -> list[dict]:
 
 
 def run_inspect(settings, args: argparse.Namespace) -> int:
-    from cli.checking import broker, open_database
+    from cli.checking import broker, read_database
     from shared.archive.inspection import publish_inspections
 
-    engine = open_database(settings)
-    try:
-        rows = pending_rows(engine, args.unit)
-    finally:
-        engine.dispose()
-    with broker(settings, "inspect") as (_channel, publisher, topology):
-        sent = publish_inspections(publisher, topology, rows)
+    rows = read_database(settings, lambda engine: pending_rows(engine, args.unit))
+    with broker(settings, "inspect") as session:
+        sent = publish_inspections(session.publisher, session.publisher.topology, rows)
     print(f"queued {sent} files for inspection")
     return GOOD

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SERVICES = ("fetcher", "downloader", "indexer", "acker")
+SERVICES = ("fetcher", "downloader", "indexer", "acker", "inspector", "corrections")
 
 
 def _run_service(name: str, args: argparse.Namespace) -> int:
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("downloader", help="store attachments in the bucket (run several)")
     commands.add_parser("indexer", help="write dossiers into the digitization database")
     commands.add_parser("acker", help="mark stored dossiers synced on the one-stop system")
+    commands.add_parser("inspector", help="record page counts and PDF facts of stored files (run several)")
+    commands.add_parser("corrections", help="send the archive's corrections to the one-stop system")
     commands.add_parser("onestop-sim", help="run the one-stop simulator (demo and tests)", add_help=False)
 
     db = commands.add_parser("db", help="database schema")

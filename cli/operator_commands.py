@@ -7,7 +7,7 @@ import importlib
 
 MODULES = (
     "healthcheck", "status", "check", "dlq", "backfill",
-    "trace", "reconcile", "audit", "export", "inspect_pending", "inspector_service",
+    "trace", "reconcile", "audit", "export", "inspect_pending",
     "web", "users", "file_commands",
 )
 

@@ -8,13 +8,12 @@ again once the pipeline has caught up); 2: could not run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from cli.backfill import day
 from cli.common import one_line, operator_command
 from shared.archive import COULD_NOT_RUN, GAPS, GOOD
-from shared.errors import ConfigError, DongboError
+from shared.errors import DongboError
 
 
 def add_parser(commands) -> None:
@@ -35,14 +34,11 @@ def add_parser(commands) -> None:
 def run_reconcile(settings, args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cli.checking import Progress, open_database, open_store
+    from cli.checking import Progress, open_archive, show
     from shared.archive.reconcile import Report, reconcile
     from shared.onestop import OneStopClient
 
-    if args.start > args.end:
-        raise ConfigError("--from is after --to")
-    engine = open_database(settings)
-    store = open_store(settings)
+    engine, store = open_archive(settings, args)
     client = OneStopClient.from_settings(settings)
     report = Report(args.unit, args.start, args.end)
     try:
@@ -58,29 +54,27 @@ def run_reconcile(settings, args: argparse.Namespace) -> int:
     finally:
         client.close()
         engine.dispose()
-    if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(render(report))
+    show(args, report.as_dict(), lambda: render(report))
     return GAPS if report.gaps else GOOD
 
 
 def requeue(settings, engine, dossiers) -> list[str]:
     """Hands these dossiers to the download queue exactly as a poll or a backfill hands on a dossier
-    (the same message, confirmed, then recorded in sync_state), whatever their sync state says."""
+    (`shared.handoff.hand_on`: the same message, confirmed, then recorded in sync_state), whatever their
+    sync state says."""
     from cli.checking import broker
-    from services.fetcher.selection import source_hash
-    from shared.broker.topology import DOWNLOAD
     from shared.db import sync_state
+    from shared.handoff import hand_on
     from shared.messages import DossierFetched
 
-    with broker(settings, "reconcile") as (_channel, publisher, topology):
-        for dossier in dossiers:
-            publisher.send(topology.queue(DOWNLOAD), DossierFetched.of(dossier))
-        publisher.confirm_all()
+    messages = [DossierFetched.of(dossier) for dossier in dossiers]
     with engine.begin() as connection:
-        sync_state.record_published(connection, [(d.mahoso, d.madonvi, source_hash(d)) for d in dossiers])
-    return [d.mahoso for d in dossiers]
+        states = sync_state.load(connection, [m.mahoso for m in messages])
+    with broker(settings, "reconcile") as session:
+        for madonvi in dict.fromkeys(m.madonvi for m in messages):
+            hand_on(session.publisher, engine, session.publisher.topology, madonvi,
+                    [m for m in messages if m.madonvi == madonvi], states)
+    return [m.mahoso for m in messages]
 
 
 def render(report) -> str:

@@ -234,6 +234,7 @@ def read_database(settings, now: datetime, report: dict) -> None:
     from sqlalchemy import func, select
     from sqlmodel import SQLModel
 
+    from shared.archive.fixity import audit_status
     from shared.db.engine import current_revision, make_engine, schema_problem
     from shared.db.models import HoSo, ServiceStatus, SyncState, TaiLieu
 
@@ -252,10 +253,12 @@ def read_database(settings, now: datetime, report: dict) -> None:
             files = connection.execute(
                 select(ho_so.c.madonvi, func.count(tai_lieu.c.id), func.coalesce(func.sum(tai_lieu.c.size), 0))
                 .select_from(tai_lieu.join(ho_so, tai_lieu.c.ho_so_id == ho_so.c.id))
+                .where(tai_lieu.c.superseded_at.is_(None))  # a file replaced by a newer version is history
                 .group_by(ho_so.c.madonvi)).all()
             instances = (
                 connection.execute(select(status).order_by(status.c.service, status.c.instance)).mappings().all()
             )
+        report["audit"] = audit_status(engine)
     finally:
         engine.dispose()
     report["units"] = unit_numbers(settings.units, by_status, archived, files, now)
@@ -308,7 +311,10 @@ def unit_numbers(configured, by_status, archived, files, now: datetime) -> dict:
 def service_entry(row, now: datetime) -> dict:
     last = _aware(row["last_progress_at"]) or _aware(row["started_at"])
     idle = (now - last).total_seconds() if last else None
-    stopped = process_gone(row["instance"], row["service"])
+    from shared.service import STOPPED_NOTE
+
+    exited = row["last_error"] == STOPPED_NOTE  # the instance recorded its own clean exit
+    stopped = exited or process_gone(row["instance"], row["service"])
     stale = idle is None or idle > STALE_AFTER
     error_at = _aware(row["last_error_at"])
     progress_at = _aware(row["last_progress_at"])
@@ -323,8 +329,9 @@ def service_entry(row, now: datetime) -> dict:
         "last_progress_at": _iso(row["last_progress_at"]),
         "seconds_since_progress": None if idle is None else round(idle, 1),
         "stale": stale or stopped,
-        "last_error": redact(row["last_error"]) if row["last_error"] else None,
-        "last_error_at": _iso(row["last_error_at"]),
+        "last_error": redact(row["last_error"]) if row["last_error"] and not exited else None,
+        "last_error_at": None if exited else _iso(row["last_error_at"]),
+        "stopped_at": _iso(row["last_error_at"]) if exited else None,
         "error_current": error_current,
     }
 
@@ -450,6 +457,8 @@ def render(report: dict, show_stopped: bool = False) -> str:
         parts.append(table(["SERVICE", "INSTANCE", "LAST PROGRESS", "CURRENT ERROR"], rows))
     if hidden := len(report["services"]) - len(shown):
         parts.append(f"{hidden} stopped service instance{'s' if hidden > 1 else ''} not shown (dongbo status --all)")
+    if audit := report.get("audit"):
+        parts.append(audit_line(audit))
     poll = report["last_poll_at"]
     parts.append(
         f"last successful poll: {poll} ({age(report['last_poll_seconds_ago'])} ago)"
@@ -457,6 +466,19 @@ def render(report: dict, show_stopped: bool = False) -> str:
         else "last successful poll: none recorded"
     )
     return "\n\n".join(parts)
+
+
+def audit_line(audit: dict) -> str:
+    """Fixity in one paragraph: the last audit run and what is due (`dongbo audit`)."""
+    run = audit["last_run"]
+    results = audit["last_results"]
+    found = ", ".join(f"{n} {result}" for result, n in results.items() if n and result != "ok")
+    line = (f"fixity: {audit['verified_recently']} of {audit['files']} files verified recently, {audit['due']} due"
+            + (f"; last results: {found}" if found else ""))
+    if run is None:
+        return line + "\nlast audit: none finished (dongbo audit)"
+    return line + (f"\nlast audit: finished {run['finished_at']}, {run['checked']} checked, {run['ok']} ok, "
+                   f"{run['changed']} changed, {run['missing']} missing, {run['untracked']} untracked")
 
 
 def _error_line(service: dict) -> str:

@@ -4,7 +4,6 @@ hold. Exit 0 when the dossier is known, 1 when nothing holds it, 2 when the data
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from cli.common import one_line, operator_command
@@ -21,28 +20,23 @@ def add_parser(commands) -> None:
 
 
 def run_trace(settings, args: argparse.Namespace) -> int:
-    from cli.checking import broker, open_database
+    from cli.checking import broker, read_database, show
     from shared.archive.journey import add_dead_letters, dead_letters_of, load_journey
 
-    engine = open_database(settings)
-    try:
-        journey = load_journey(engine, args.mahoso)
-    finally:
-        engine.dispose()
+    journey = read_database(settings, lambda engine: load_journey(engine, args.mahoso))
     if not args.no_queues:
         try:
-            with broker(settings, "trace") as (channel, publisher, topology):
-                add_dead_letters(journey, dead_letters_of(channel, publisher, topology, args.mahoso))
+            with broker(settings, "trace") as session:
+                publisher = session.publisher
+                add_dead_letters(journey, dead_letters_of(session.channel, publisher, publisher.topology,
+                                                          args.mahoso))
         except ConfigError as exc:
             # The database's part is still worth showing; the queues' part is said to be missing.
             print(f"dongbo trace: dead-letter queues not read: {exc}", file=sys.stderr)
         except Exception as exc:
             print(f"dongbo trace: dead-letter queues not read: {one_line(exc)}", file=sys.stderr)
             return COULD_NOT_RUN
-    if args.json:
-        print(json.dumps(journey.as_dict(), ensure_ascii=False, indent=2))
-    else:
-        print(render(journey))
+    show(args, journey.as_dict(), lambda: render(journey))
     return GOOD if journey.found else GAPS
 
 

@@ -105,12 +105,15 @@ class Pipeline:
         self.processes.append(started)
         return started
 
-    def start_all(self, downloaders: int = 3) -> None:
+    def start_all(self, downloaders: int = 3, inspectors: int = 1) -> None:
+        """Every service; the inspector too, since the indexer asks it about every file it commits."""
         self.start("fetcher")
         for _ in range(downloaders):
             self.start("downloader")
         self.start("indexer")
         self.start("acker")
+        for _ in range(inspectors):
+            self.start("inspector")
 
     def stop_all(self) -> None:
         for process in self.processes:

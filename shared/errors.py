@@ -46,6 +46,10 @@ class OneStopUnavailable(OneStopError, TransientError):
 
     reason = "onestop-unavailable"
 
+    def __init__(self, message: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds its Retry-After asked for, which the retry policy honours
+
 
 class LoginFailed(OneStopError, PermanentError):
     """The one-stop system refused the username or password."""
@@ -221,3 +225,16 @@ def reason_of(exc: BaseException) -> str:
 
 def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, PermanentError)
+
+
+# -- file transfers ---------------------------------------------------------------------------------
+
+
+class FileTooSlow(TransientError):
+    """A file's transfer ran past DONGBO_FILE_DEADLINE and was abandoned.
+
+    Transient, because a host may be slow for an hour and fine the next: the delivery is retried like any
+    transient fault, and when the attempts run out it is dead-lettered with this reason, `file-too-slow`.
+    """
+
+    reason = "file-too-slow"

@@ -76,16 +76,9 @@ class DossierFetched(DossierMessage):
 
     @classmethod
     def of(cls, dossier: Dossier) -> DossierFetched:
-        return cls(
-            source_hash=dossier_hash(dossier),
-            mahoso=dossier.mahoso,
-            madonvi=dossier.madonvi,
-            tentochuccanhan=dossier.tentochuccanhan,
-            ngaynhan=dossier.ngaynhan,
-            mathutuc=dossier.mathutuc,
-            tenthutuc=dossier.tenthutuc,
-            files=list(dossier.file_dinh_kem),
-        )
+        # The dossier's own fields carry over by name (DossierMessage lists them).
+        fields = dossier.model_dump(include=set(DossierMessage.model_fields))
+        return cls(**fields, source_hash=dossier_hash(dossier), files=list(dossier.file_dinh_kem))
 
 
 class StoredFile(BaseModel):
@@ -113,6 +106,12 @@ class DossierStored(DossierMessage):
     files: list[StoredFile] = Field(default_factory=list)
     fetched_at: datetime | None = None
     source_hash: str = ""
+
+    @classmethod
+    def of(cls, dossier: DossierFetched, files: list[StoredFile]) -> DossierStored:
+        """The fetched dossier once its files are stored: the same fields and the same version."""
+        fields = dossier.model_dump(include=set(DossierMessage.model_fields) | {"fetched_at", "source_hash"})
+        return cls(**fields, files=files)
 
 
 class DossierIndexed(Message):

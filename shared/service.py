@@ -1,7 +1,7 @@
 """What every service does around its own work: settings, logging, signals, health, exit codes.
 
-A service is built from the settings by its `build(settings)` and then `run()` until `stop()`. The three
-queue services (downloader, indexer, acker) differ only in their queue, their handler and its tuning:
+A service is built from the settings by its `build(settings)` and then `run()` until `stop()`. The queue
+services (downloader, indexer, acker, inspector) differ only in their queue, their handler and its tuning:
 `queue_service()` builds them all the same way.
 A wrong setting ends the process with one line naming it and exit code 2; SIGTERM and SIGINT stop it
 gracefully (exit 0).
@@ -82,10 +82,16 @@ def main(name: str, build: Callable[[Settings], Service], settings: Settings | N
     return status if isinstance(status, int) else 0  # a one-shot run reports whether it did its work
 
 
+# What `stopped()` leaves in `last_error`: the table has no column of its own for a clean exit, and an
+# instance that exited is not in error, so `dongbo status` reads this note as "stopped", never as an error.
+STOPPED_NOTE = "stopped: the process exited cleanly"
+
+
 class StatusReporter:
     """Writes this process's last progress and last error to `service_status`, at most every few seconds.
 
-    Building one writes nothing: `start()` records the start (or the first progress or error does).
+    Building one writes nothing: `start()` records the start (or the first progress or error does), and
+    `stopped()` a clean exit, so that status can tell a stopped instance even on another host.
     """
 
     def __init__(self, engine: Engine, service: str, every: float = 5.0):
@@ -113,6 +119,11 @@ class StatusReporter:
     def error(self, text: str) -> None:
         self._write({"last_error": text[:2000], "last_error_at": _now()})
 
+    def stopped(self) -> None:
+        """Records a clean exit (a crash leaves the row as it was: status judges it by its age)."""
+        if self._started:
+            self._write({"last_error": STOPPED_NOTE, "last_error_at": _now()})
+
     def _write(self, values: dict[str, Any], insert: bool = False) -> None:
         if not self._started:  # nobody called start(): the first write records it
             self._started, insert = True, True
@@ -134,8 +145,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def failure_recorder(engine: Engine, service: str, reporter: StatusReporter) -> Callable[[Delivery, Decision], None]:
-    """The consumer's failure hook: the dossier's sync state and the service status say what went wrong."""
+FailureHook = Callable[[Delivery, Decision], None]
+
+
+def failure_recorder(engine: Engine, service: str, reporter: StatusReporter, *, sync_failures: bool = True,
+                     also: FailureHook | None = None) -> FailureHook:
+    """The consumer's failure hook: the dossier's sync state and the service status say what went wrong.
+
+    `sync_failures=False`: a stage whose failure says nothing about the dossier's sync (the inspector, the
+    corrections); only the metrics and the service status record it, and `also`, the stage's own record."""
 
     def record(delivery: Delivery, decision: Decision) -> None:
         if not isinstance(decision, DeadLetter | Retry):
@@ -143,8 +161,10 @@ def failure_recorder(engine: Engine, service: str, reporter: StatusReporter) -> 
         final = isinstance(decision, DeadLetter)
         observability.FAILURES.labels(service, decision.reason, "dead-letter" if final else "retry").inc()
         reporter.error(f"{decision.reason}: {decision.error}")
+        if also is not None:
+            also(delivery, decision)
         mahoso = delivery.headers.get(MAHOSO_HEADER)
-        if not mahoso:
+        if not mahoso or not sync_failures:
             return
         with engine.begin() as connection:
             sync_state.record_failure(connection, str(mahoso), str(delivery.headers.get(MADONVI_HEADER, "")),
@@ -163,6 +183,7 @@ class QueueService:
     def run(self) -> None:
         self.reporter.start()
         self.consumer.run()
+        self.reporter.stopped()  # not on an exception: that exit was not clean
 
     def stop(self) -> None:
         self.consumer.stop()
@@ -180,6 +201,8 @@ def queue_service(
     concurrency: int = 1,
     batch_size: int = 1,
     batch_wait: float = 0.0,
+    sync_failures: bool = True,
+    record_failure: Callable[[Engine], FailureHook] | None = None,
 ) -> QueueService:
     """Builds a queue service: waits for the current schema, then wires the handler to its queue."""
     engine = make_engine(settings.database_url.get_secret_value())
@@ -196,7 +219,8 @@ def queue_service(
         batch_size=batch_size,
         batch_wait=batch_wait,
         heartbeat=settings.heartbeat,
-        on_failure=failure_recorder(engine, name, reporter),
+        on_failure=failure_recorder(engine, name, reporter, sync_failures=sync_failures,
+                                    also=record_failure(engine) if record_failure else None),
         on_progress=reporter.progress,
     )
     return QueueService(consumer, reporter)

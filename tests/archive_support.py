@@ -102,7 +102,8 @@ def filled_archive(s3_server: S3Server, rabbit_url: str, *, dossiers: int = 12, 
                                           bucket=bucket, queue_prefix=prefix)
             archive = Archive(sim, pipeline, pg_url, s3_server, bucket, prefix, unit, days[0], days[-1])
             pipeline.dongbo("db", "upgrade")
-            pipeline.start_all(downloaders=1)
+            # No inspector: test_inspector starts its own after `dongbo inspect --pending`.
+            pipeline.start_all(downloaders=1, inspectors=0)
             pipeline.dongbo("backfill", *archive.window, "--window-days", "3660")
             wait_until_synced(sim, pipeline, len(expected_dossiers(sim)), timeout=120)
             services.wait_for(lambda: _all_indexed(archive, len(listed)), timeout=60,

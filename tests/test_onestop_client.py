@@ -456,12 +456,8 @@ def test_backoff_grows_with_jitter_and_believes_retry_after_within_a_cap():
         delays = {policy.delay(number) for _ in range(50)}
         assert all(base / 2 <= d <= base for d in delays) and len(delays) > 1
 
-    class Busy(OneStopUnavailable):
-        retry_after = 7.0
-
-    assert policy.delay(1, Busy("429")) == 7.0
-    Busy.retry_after = 3600.0
-    assert policy.delay(1, Busy("429")) == 60.0
+    assert policy.delay(1, OneStopUnavailable("429", retry_after=7.0)) == 7.0
+    assert policy.delay(1, OneStopUnavailable("429", retry_after=3600.0)) == 60.0
 
     response = requests.Response()
     for header, seconds in [("120", 120.0), ("1.5", 1.5), ("-3", 0.0), ("", None), ("soon", None), ("nan", None)]:

@@ -60,21 +60,4 @@ class DownloadHandler:
             len(stored),
             extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi},
         )
-        return Done(
-            [
-                (
-                    INDEX,
-                    DossierStored(
-                        mahoso=dossier.mahoso,
-                        madonvi=dossier.madonvi,
-                        tentochuccanhan=dossier.tentochuccanhan,
-                        ngaynhan=dossier.ngaynhan,
-                        mathutuc=dossier.mathutuc,
-                        tenthutuc=dossier.tenthutuc,
-                        files=stored,
-                        fetched_at=dossier.fetched_at,
-                        source_hash=dossier.source_hash,
-                    ),
-                )
-            ]
-        )
+        return Done([(INDEX, DossierStored.of(dossier, stored))])

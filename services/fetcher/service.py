@@ -3,30 +3,33 @@
 A failure never turns into a tight loop: reconnecting waits with a growing, jittered delay
 (`shared.backoff`) that is reset only by a round of polls that went through, and a round that broke on a
 unit starts the next round with the unit after it, so one unit that keeps failing cannot keep the others
-from being polled. A broker refusal is narrowed down to its dossier (services/fetcher/poll.py).
+from being polled. A broker refusal is narrowed down to its dossier (shared/handoff.py).
+A unit that returns nothing for a whole day is worth a warning once a day (`shared.quiet_units`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from datetime import timedelta
 
 from services.fetcher.catalog import CatalogCopier
-from services.fetcher.poll import ChunkRefused, Refusals, poll_unit
 from shared.backoff import Backoff
-from shared.broker.connection import CONNECTION_ERRORS, connect
+from shared.broker.connection import CONNECTION_ERRORS
 from shared.broker.publisher import Publisher
+from shared.broker.session import BrokerSession
 from shared.broker.topology import Topology
 from shared.db.engine import make_engine, wait_for_schema
-from shared.errors import DongboError, PermanentError
+from shared.errors import ConfigError, DongboError, PermanentError
+from shared.handoff import ChunkRefused, Refusals, poll_unit
 from shared.observability import POLLS, health_of
 from shared.onestop import OneStopClient
 from shared.onestop.dossier_items import ItemLimits
+from shared.quiet_units import QuietUnits
 from shared.service import StatusReporter
 from shared.settings import Settings
+from shared.unit_codes import unit_list_problems
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,12 @@ ONCE_ROUNDS = 3
 
 class Fetcher:
     def __init__(self, settings: Settings, *, once: bool = False):
-        settings.require("onestop_url", "onestop_username", "onestop_password", "units")
+        self.units = settings.unit_codes()
+        if problems := unit_list_problems(self.units):
+            raise ConfigError("DONGBO_UNITS: " + "; ".join(problems))
         self.settings = settings
         self.once = once
-        self.client = OneStopClient.from_settings(settings)
+        self.client = OneStopClient.from_settings(settings)  # ConfigError naming a missing one-stop setting
         self.engine = make_engine(settings.database_url.get_secret_value())
         wait_for_schema(self.engine, "fetcher")
         self.topology = Topology.from_settings(settings)
@@ -53,6 +58,7 @@ class Fetcher:
         self.first_unit = 0  # where the next round starts: after the unit the last one broke on
         self.backoff = Backoff(0.5, 30.0)
         self.catalog = CatalogCopier(self.client, self.engine, settings.catalog_interval)
+        self.quiet = QuietUnits()
 
     def health(self) -> tuple[bool, str]:
         # A poll of a big unit may take long; it turns the loop once per chunk of dossiers.
@@ -63,21 +69,25 @@ class Fetcher:
 
     def run(self) -> int:
         """Returns the exit status: with `once`, 1 unless every unit was polled to the end."""
+        self.reporter.start()
+        status = self._run()
+        self.reporter.stopped()  # not on an exception: that exit was not clean
+        return status
+
+    def _run(self) -> int:
         rounds = 0
         while not self.stopping.is_set():
             try:
-                connection = connect(self.settings.amqp_url.get_secret_value(), "fetcher", self.settings.heartbeat)
+                session = BrokerSession.open(self.settings.amqp_url.get_secret_value(), "fetcher", self.topology,
+                                             heartbeat=self.settings.heartbeat)
             except CONNECTION_ERRORS as exc:
                 delay = self.backoff.next()
                 log.warning("fetcher: broker unreachable (%s); retrying in %.1fs", exc or type(exc).__name__, delay)
                 self.stopping.wait(delay)
                 continue
             try:
-                channel = connection.channel()
-                self.topology.declare(channel)
-                publisher = Publisher(channel, self.topology)
                 self.connected = True
-                self._poll_forever(connection, publisher)
+                self._poll_forever(session.connection, session.publisher)
             except ChunkRefused as exc:
                 # Those dossiers go one at a time next round, so that the refused one is found and parked.
                 if len(exc.mahosos) == 1:
@@ -89,9 +99,7 @@ class Fetcher:
                 log.warning("fetcher: broker connection lost (%s); reconnecting", exc or type(exc).__name__)
             finally:
                 self.connected = False
-                if connection.is_open:
-                    with contextlib.suppress(*CONNECTION_ERRORS):
-                        connection.close()
+                session.close()
             rounds += 1
             if self.once and (self.stopping.is_set() or rounds >= ONCE_ROUNDS):
                 break
@@ -118,7 +126,7 @@ class Fetcher:
         self.catalog.copy_if_due()
         self.polled_all = False
         complete = True
-        units = list(self.settings.units)
+        units = self.units
         start = self.first_unit % len(units) if units else 0
         for index, madonvi in enumerate(units[start:] + units[:start]):
             if self.stopping.is_set():
@@ -132,6 +140,8 @@ class Fetcher:
                 complete = complete and result.complete
                 if result.complete:
                     POLLS.labels(madonvi, "ok").inc()
+                    if warning := self.quiet.record(madonvi, result.seen):
+                        log.warning(warning, extra={"madonvi": madonvi})
                 self.reporter.progress()
             except (*CONNECTION_ERRORS, ChunkRefused):
                 raise

@@ -1,4 +1,5 @@
-"""The indexer's decision for a batch: commit every dossier's record, then pass each to the acker.
+"""The indexer's decision for a batch: commit every dossier's record, then pass each to the acker and each
+of its files to the inspector (page counts, off the critical path).
 
 Only the version that was written goes on to the acker: a delivery of an older version (a retry or
 redelivery that lost the race to a newer one) is acknowledged and goes no further, so the acker never marks
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from services.indexer.records import write_dossiers
 from shared import observability
+from shared.archive.inspection import inspection_messages
 from shared.broker.outcome import Delivery, Done
 from shared.broker.topology import ACK
 from shared.errors import DatabaseUnavailable, UnstorableValue
@@ -72,9 +74,11 @@ class IndexHandler:
             if failures:  # the version it lost to could not be written: its retry decides for both
                 results[i] = failures[0]
             elif dossier is latest[dossier.mahoso] and dossier.mahoso in written:
+                # The inspections go in the same confirmed step; the acker never waits for them.
                 results[i] = Done([(ACK, DossierIndexed(mahoso=dossier.mahoso, madonvi=dossier.madonvi,
                                                         fetched_at=dossier.fetched_at,
-                                                        source_hash=dossier.source_hash))])
+                                                        source_hash=dossier.source_hash)),
+                                   *inspection_messages(dossier)])
                 if dossier.fetched_at:
                     lag = (datetime.now(UTC) - dossier.fetched_at).total_seconds()
                     observability.QUEUE_LAG.labels("indexer").observe(max(lag, 0.0))

@@ -113,23 +113,17 @@ def _keys_in_body(body: bytes) -> dict:
 
 
 def read(topology: Topology, stage: str, tag: int, props: pika.BasicProperties, body: bytes) -> DeadLetter:
-    from shared.broker.outcome import (
-        ATTEMPTS_HEADER,
-        ERROR_HEADER,
-        FAILED_AT_HEADER,
-        QUEUE_HEADER,
-        REASON_HEADER,
-        SERVICE_HEADER,
-    )
+    from shared.broker import outcome
     from shared.broker.publisher import ATTEMPT_HEADER, MADONVI_HEADER, MAHOSO_HEADER
 
     headers = props.headers or {}
     deaths = headers.get("x-death") or []
     death = deaths[0] if deaths and isinstance(deaths[0], dict) else {}  # the newest comes first
-    if headers.get(REASON_HEADER):
-        reason, error = _text(headers[REASON_HEADER]), _text(headers.get(ERROR_HEADER))
-        service, queue = _text(headers.get(SERVICE_HEADER)), _text(headers.get(QUEUE_HEADER))
-        attempts, failed_at = _int(headers.get(ATTEMPTS_HEADER)), _text(headers.get(FAILED_AT_HEADER))
+    if headers.get(outcome.REASON_HEADER):
+        reason, error = _text(headers[outcome.REASON_HEADER]), _text(headers.get(outcome.ERROR_HEADER))
+        service, queue = _text(headers.get(outcome.SERVICE_HEADER)), _text(headers.get(outcome.QUEUE_HEADER))
+        attempts = _int(headers.get(outcome.ATTEMPTS_HEADER))
+        failed_at = _text(headers.get(outcome.FAILED_AT_HEADER))
     elif death:
         # Dead-lettered by RabbitMQ itself: no dongbo service got to say why.
         reason = _text(death.get("reason")).replace("_", "-") or "unknown"
@@ -198,20 +192,14 @@ def replay_headers(letter: DeadLetter) -> dict:
 def refreshed_headers(letter: DeadLetter) -> dict:
     """A copy that keeps what `show` tells about the failure, in dongbo's own headers (the broker's
     x-death is its own record and is not to be trusted when a client republishes it)."""
-    from shared.broker.outcome import (
-        ATTEMPTS_HEADER,
-        ERROR_HEADER,
-        FAILED_AT_HEADER,
-        QUEUE_HEADER,
-        REASON_HEADER,
-        SERVICE_HEADER,
-    )
+    from shared.broker import outcome
 
     headers = _without_broker_headers(letter.props.headers or {})
-    headers.update({REASON_HEADER: letter.reason, ERROR_HEADER: letter.error, SERVICE_HEADER: letter.service,
-                    QUEUE_HEADER: letter.queue, FAILED_AT_HEADER: letter.failed_at})
+    headers.update({outcome.REASON_HEADER: letter.reason, outcome.ERROR_HEADER: letter.error,
+                    outcome.SERVICE_HEADER: letter.service, outcome.QUEUE_HEADER: letter.queue,
+                    outcome.FAILED_AT_HEADER: letter.failed_at})
     if letter.attempts is not None:
-        headers[ATTEMPTS_HEADER] = letter.attempts
+        headers[outcome.ATTEMPTS_HEADER] = letter.attempts
     return headers
 
 

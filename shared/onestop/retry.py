@@ -67,8 +67,7 @@ class RetryPolicy:
 
     def delay(self, number: int, error: BaseException | None = None) -> float:
         """Seconds to wait after try `number` failed with `error`."""
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
+        if isinstance(error, OneStopUnavailable) and error.retry_after is not None:
             # The server said when to come back (429/503): believe it, within reason.
-            return min(max(float(retry_after), 0.0), self.max_retry_after)
+            return min(max(error.retry_after, 0.0), self.max_retry_after)
         return jittered(Backoff(first=self.backoff, cap=self.max_delay).base(number))

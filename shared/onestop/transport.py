@@ -276,9 +276,8 @@ def _status_error(response: requests.Response, what: str, sent_token: bool) -> E
     error = _error_in(response, what)
     detail = f": {error}" if error else ""
     if status == 429 or status >= 500:
-        exc = OneStopUnavailable(f"{what}: the one-stop system answered HTTP {status}{detail}")
-        exc.retry_after = retry_after(response)  # type: ignore[attr-defined]  # read by the retry policy
-        return exc
+        return OneStopUnavailable(f"{what}: the one-stop system answered HTTP {status}{detail}",
+                                  retry_after=retry_after(response))
     if sent_token and (status in (401, 403) or (error is not None and error.is_token_error)):
         return TokenExpired(f"{what}: the one-stop system refused the token (HTTP {status}{detail})")
     return OneStopRefused(f"{what}: the one-stop system answered HTTP {status}{detail}", status, str(error or ""))

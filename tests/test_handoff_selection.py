@@ -1,8 +1,8 @@
-"""Which dossiers of a poll the fetcher hands on."""
+"""Which dossiers of a poll are handed on (shared/handoff.py)."""
 
 from datetime import UTC, datetime, timedelta
 
-from services.fetcher.selection import should_publish
+from shared.handoff import should_publish
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 TIMEOUT = timedelta(hours=1)

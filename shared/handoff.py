@@ -1,4 +1,11 @@
-"""One poll of one unit: read the one-stop system's answer as a stream and hand new dossiers on.
+"""Handing dossiers to the pipeline: one poll of one unit (the fetcher, `dongbo backfill`) and the hand-off
+itself (also `dongbo reconcile --requeue`).
+
+A poll reads the one-stop system's answer as a stream; a dossier is handed on when it is new, when its
+content changed, or when it has been in flight longer than DONGBO_INFLIGHT_TIMEOUT (a message lost or stuck
+somewhere). A dossier that failed for good is not handed on again until the one-stop system sends it
+changed; an operator replays it from the dead-letter queue after fixing the cause. Handing on is always
+the same step: the message published and confirmed, then recorded in `sync_state`.
 
 Whatever one dossier holds, it is that dossier's problem alone (DESIGN, delivery rules 6 and 7): one that
 fails validation, breaks a limit, or cannot even be turned into a message is parked in the dead-letter
@@ -18,14 +25,13 @@ import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from itertools import islice
 from threading import Event
 
 import pika.exceptions
 from sqlalchemy.engine import Engine
 
-from services.fetcher.selection import should_publish
 from shared.broker.dead_letters import FETCHER, park
 from shared.broker.publisher import NEW_DOSSIER_HEADER, Publisher, PublishRefused
 from shared.broker.topology import DOWNLOAD, Topology
@@ -66,6 +72,22 @@ class ChunkRefused(Exception):
         super().__init__(f"the broker refused a message among {len(mahosos)} dossiers of unit {madonvi}: {cause}")
         self.madonvi = madonvi
         self.mahosos = mahosos
+
+
+def should_publish(state: dict | None, digest: str, now: datetime, inflight_timeout: timedelta,
+                   resend_synced: bool = True) -> bool:
+    """`resend_synced`: the no-date call returned a dossier already marked synced, so the mark did not
+    stick and must be sent again; a date-range call returns synced dossiers anyway, so there it is False."""
+    if state is None:
+        return True
+    if state["source_hash"] and state["source_hash"] != digest:
+        return True
+    if state["status"] == sync_state.FAILED or (state["status"] == sync_state.SYNCED and not resend_synced):
+        return False
+    published_at = state["published_at"] or state["updated_at"]
+    if published_at.tzinfo is None:  # SQLite hands back naive UTC datetimes
+        published_at = published_at.replace(tzinfo=now.tzinfo)
+    return now - published_at > inflight_timeout
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -135,12 +157,23 @@ def _check(chunk: list, limits: ItemLimits, refusals: Refusals
 def _hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: str,
              messages: dict[str, DossierFetched], states: dict[str, dict], refusals: Refusals, *,
              resend_synced: bool, inflight_timeout: timedelta) -> int:
-    """Publishes the dossiers that need it, confirmed, then records them as handed on."""
+    """Hands on the dossiers of a poll that need it; returns how many."""
     now = sync_state.now()
     chosen = [message for mahoso, message in messages.items()
               if should_publish(states.get(mahoso), message.source_hash, now, inflight_timeout, resend_synced)]
-    batch = [m for m in chosen if m.mahoso not in refusals.suspects]
-    alone = [m for m in chosen if m.mahoso in refusals.suspects]
+    hand_on(publisher, engine, topology, madonvi, chosen, states, refusals)
+    return len(chosen)
+
+
+def hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: str,
+            messages: list[DossierFetched], states: dict[str, dict], refusals: Refusals | None = None) -> None:
+    """Publishes these messages to the download queue, confirmed, then records them as handed on.
+
+    `states` (from `sync_state.load`) tells which dossiers were never handed on before: only those carry
+    the new-dossier mark. ChunkRefused when the broker refuses one of them."""
+    refusals = refusals if refusals is not None else Refusals()
+    batch = [m for m in messages if m.mahoso not in refusals.suspects]
+    alone = [m for m in messages if m.mahoso in refusals.suspects]
     queue = topology.queue(DOWNLOAD)
     # Suspects go one per confirm, so that a refusal names its dossier; the rest share one wait.
     for group in [batch] + [[m] for m in alone]:
@@ -156,7 +189,6 @@ def _hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: 
         refusals.suspects.difference_update(m.mahoso for m in group)
         with engine.begin() as connection:  # recorded only once confirmed
             sync_state.record_published(connection, [(m.mahoso, m.madonvi, m.source_hash) for m in group])
-    return len(chosen)
 
 
 def _dead_letter_invalid(
