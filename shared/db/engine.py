@@ -1,4 +1,12 @@
-"""Connecting to the digitization database and bringing its schema up to date."""
+"""Connecting to the digitization database and bringing its schema up to date.
+
+`DONGBO_DATABASE_URL` may name a primary and its standbys. Written the way SQLAlchemy takes it,
+`postgresql+psycopg://user:pw@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write`, or the way
+libpq takes it, `postgresql://user:pw@h1:5432,h2:5432/db?target_session_attrs=read-write` (rewritten into
+the first form here). psycopg tries the hosts in order and keeps the first that accepts writes; when the
+primary goes and a standby is promoted, the pool's pre-ping drops the dead connections and the next ones
+find the new primary.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +22,28 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def normalize_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 here (the driver dongbo installs)."""
+    """`postgresql://` means psycopg 3 here (the driver dongbo installs); a libpq host list becomes `host=`
+    parameters, the only multi-host form SQLAlchemy parses."""
     for plain in ("postgresql://", "postgres://"):
         if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
-    return url
+            url = "postgresql+psycopg://" + url[len(plain):]
+            break
+    return _host_list_as_parameters(url)
+
+
+def _host_list_as_parameters(url: str) -> str:
+    """`scheme://user@h1:p1,h2:p2/db?x=y` → `scheme://user@/db?host=h1:p1&host=h2:p2&x=y` (passwords are
+    percent-encoded in a URL, so the authority ends at the first "/" after the scheme)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("postgresql"):
+        return url
+    authority, slash, tail = rest.partition("/")
+    credentials, at, hosts = authority.rpartition("@")
+    if "," not in hosts:
+        return url
+    path, question, query = tail.partition("?")
+    listed = "&".join(f"host={host.strip()}" for host in hosts.split(",") if host.strip())
+    return f"{scheme}://{credentials}{at}/{path}?{listed}{'&' + query if question and query else ''}"
 
 
 def make_engine(url: str) -> Engine:
