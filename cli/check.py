@@ -141,11 +141,11 @@ def check_onestop(settings) -> str:
 
 
 def check_broker(settings) -> str:
-    from shared.broker.connection import connect
+    from shared.broker.connection import connect, describe
     from shared.broker.topology import Topology
 
     url = settings.amqp_url.get_secret_value()
-    where = redact_url(url)
+    where = describe(url)
     try:
         connection = connect(url, "check", settings.heartbeat)
     except Exception as exc:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from shared import observability
 from shared.backoff import Backoff
+from shared.broker.connection import broker_urls
 from shared.broker.consumer import BatchHandler, Consumer
 from shared.broker.outcome import DeadLetter, Decision, Delivery, Retry
 from shared.broker.publisher import MADONVI_HEADER, MAHOSO_HEADER
@@ -50,8 +51,9 @@ def register_secrets(settings: Settings) -> None:
     for secret in (settings.onestop_password, settings.s3_secret_key):
         if secret is not None:
             add_secret(secret.get_secret_value())
-    for url in (settings.amqp_url, settings.database_url):
-        add_url_secret(url.get_secret_value())
+    for url in broker_urls(settings.amqp_url.get_secret_value()):
+        add_url_secret(url)  # each broker address of a list: the list as a whole is no URL
+    add_url_secret(settings.database_url.get_secret_value())
     if settings.onestop_proxy:
         add_url_secret(settings.onestop_proxy)
 

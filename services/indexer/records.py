@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, tuple_, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Connection
 
 from services.indexer.versions import record_versions
@@ -43,15 +43,12 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
         ho_so.c.fetched_at.is_(None),
         and_(stmt.excluded.fetched_at.is_not(None), stmt.excluded.fetched_at >= ho_so.c.fetched_at),
     )
-    # One statement per dossier: RETURNING tells which rows the version check let through.
-    ids: dict[str, int] = {}
+    # RETURNING tells which rows the version check let through; one statement for the batch (SQLAlchemy
+    # sends many rows per INSERT and gathers what each returns).
     upsert = stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated, where=not_older).returning(
         ho_so.c.mahoso, ho_so.c.id
     )
-    for row in rows:
-        written = connection.execute(upsert, row).first()
-        if written is not None:
-            ids[written[0]] = written[1]
+    ids: dict[str, int] = {mahoso: id_ for mahoso, id_ in connection.execute(upsert, rows)}
     current = [d for d in dossiers if d.mahoso in ids]
     if not current:
         return set()
@@ -89,11 +86,15 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
 def _supersede(connection: Connection, dossiers: list[DossierStored], ids: dict[str, int], files: list[dict],
                at: datetime) -> None:
     """Marks the files of these dossiers that their new version no longer lists; their rows stay."""
-    keep = [(row["ho_so_id"], row["object_key"]) for row in files]
+    keep: dict[int, list[str]] = {}
+    for row in files:
+        keep.setdefault(row["ho_so_id"], []).append(row["object_key"])
     for dossier in dossiers:
         seen = dossier.fetched_at.isoformat(timespec="seconds") if dossier.fetched_at else "unknown"
-        stale = update(tai_lieu).where(tai_lieu.c.ho_so_id == ids[dossier.mahoso], tai_lieu.c.superseded_at.is_(None))
-        if keep:
-            stale = stale.where(tuple_(tai_lieu.c.ho_so_id, tai_lieu.c.object_key).not_in(keep))
+        ho_so_id = ids[dossier.mahoso]
+        stale = update(tai_lieu).where(tai_lieu.c.ho_so_id == ho_so_id, tai_lieu.c.superseded_at.is_(None))
+        # Only this dossier's own keys: the whole batch's list in every statement made a batch cost its square.
+        if keep.get(ho_so_id):
+            stale = stale.where(tai_lieu.c.object_key.not_in(keep[ho_so_id]))
         reason = f"not listed by the version {dossier.source_hash[:12] or '(unknown)'} seen at {seen}"
         connection.execute(stale.values(superseded_at=at, superseded_reason=reason))

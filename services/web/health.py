@@ -56,12 +56,10 @@ class HealthChecks:
             return Check(name, False, _one_line(exc))
 
     def _rabbitmq(self) -> str:
-        import pika
+        from shared.broker.connection import connect
 
-        params = pika.URLParameters(self.settings.amqp_url.get_secret_value())
-        params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, TIMEOUT, TIMEOUT
-        params.stack_timeout = TIMEOUT
-        connection = pika.BlockingConnection(params)
+        # The same connect() as the services: several broker addresses are tried in turn.
+        connection = connect(self.settings.amqp_url.get_secret_value(), "web-health", heartbeat=0)
         try:
             version = connection._impl.server_properties.get("version", b"")
             return "đang chạy " + (version.decode() if isinstance(version, bytes) else str(version))

@@ -27,7 +27,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared.backoff import Backoff
-from shared.broker.connection import CONNECTION_ERRORS
+from shared.broker.connection import CONNECTION_ERRORS, describe
 from shared.broker.outcome import (
     Decision,
     Delivery,
@@ -41,7 +41,7 @@ from shared.broker.publisher import ATTEMPT_HEADER, MAHOSO_HEADER, Publisher, pr
 from shared.broker.session import BrokerSession
 from shared.broker.topology import Topology
 from shared.errors import reason_of
-from shared.logs import one_line, redact_url
+from shared.logs import one_line
 from shared.observability import STAGE_SECONDS, health_of
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Consumer:
                 log.warning(
                     "%s: RabbitMQ at %s: %s; next try in %.1fs",
                     self.service,
-                    redact_url(self.amqp_url),
+                    describe(self.amqp_url),
                     one_line(exc),
                     delay,
                 )
