@@ -15,7 +15,7 @@ from bench.measure import CpuDelta, DatabaseCpu, Result, RssSampler, rabbitmq_pi
 from bench.profile import Recorder
 from bench.stack import World
 
-# Settings of the benchmark's own configuration (not dongbo's defaults; see README):
+# Settings of the benchmark's own configuration (not dongbo's defaults; see docs/settings.md):
 # - the fetcher polls once at start and not again during the run (a later poll would only re-read
 #   dossiers already in flight);
 # - the acker flushes a batch after 0.5 s instead of 2 s, so the tail of the run is not a timer.

@@ -235,6 +235,7 @@ def read_database(settings, now: datetime, report: dict) -> None:
     from sqlmodel import SQLModel
 
     from shared.archive.fixity import audit_status
+    from shared.db.document_types import unknown_document_types
     from shared.db.engine import current_revision, make_engine, schema_problem
     from shared.db.models import HoSo, ServiceStatus, SyncState, TaiLieu
 
@@ -259,6 +260,8 @@ def read_database(settings, now: datetime, report: dict) -> None:
                 connection.execute(select(status).order_by(status.c.service, status.c.instance)).mappings().all()
             )
         report["audit"] = audit_status(engine)
+        # Files whose type the catalog does not know: stored as usual, listed so the catalog can be fixed.
+        report["unknown_document_types"] = dict(unknown_document_types(engine))
     finally:
         engine.dispose()
     report["units"] = unit_numbers(settings.units, by_status, archived, files, now)
@@ -459,6 +462,9 @@ def render(report: dict, show_stopped: bool = False) -> str:
         parts.append(f"{hidden} stopped service instance{'s' if hidden > 1 else ''} not shown (dongbo status --all)")
     if audit := report.get("audit"):
         parts.append(audit_line(audit))
+    if unknown := report.get("unknown_document_types"):
+        parts.append("document types the catalog does not know (files): "
+                     + ", ".join(f"{code} ({count})" for code, count in unknown.items()))
     poll = report["last_poll_at"]
     parts.append(
         f"last successful poll: {poll} ({age(report['last_poll_seconds_ago'])} ago)"

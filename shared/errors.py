@@ -2,7 +2,7 @@
 
 `TransientError`: retry later with growing delay. `PermanentError`: dead-letter at once with the reason.
 `ConfigError`: stop the service at start. Each permanent error carries a short `reason` code that the
-dead-letter queue, the sync state and the metrics use (README, "Dead-letter reasons").
+dead-letter queue, the sync state and the metrics use (docs/operations.md, "Dead letters").
 """
 
 from __future__ import annotations

@@ -77,11 +77,11 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     s3_region: str | None = None
 
-    # Input limits (see README, "Security").
+    # Input limits (see docs/deployment.md, "Security").
     max_file_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_files_per_dossier: int = Field(default=500, gt=0)
     max_sync_response_bytes: int = Field(default=4 * 1024**3, gt=0)
-    # One dossier as the one-stop system sends it (docs/hostile-input-dossiers.md): the longest text field,
+    # One dossier as the one-stop system sends it (docs/deployment.md, "Dossiers"): the longest text field,
     # and the whole item, kept well under the broker's 16 MiB message limit.
     max_field_chars: int = Field(default=4000, gt=0)
     max_item_bytes: int = Field(default=4 * 1024**2, gt=0, le=12 * 1024**2)

@@ -128,6 +128,9 @@ def test_catalog_lands_refreshes_and_every_file_is_reported(running, pg_url):
     engine = sqlalchemy.create_engine(pg_url, poolclass=sqlalchemy.pool.NullPool)
     assert dict(unknown_document_types(engine)) == {"LOAI-MOI": 1}
     engine.dispose()
+    status = json.loads(pipeline.dongbo("status", "--json").stdout)
+    assert status["unknown_document_types"] == {"LOAI-MOI": 1}
+    assert "LOAI-MOI (1)" in pipeline.dongbo("status").stdout
     # A retired type that comes back is no longer retired.
     requests.post(sim.root + "/_sim/catalog", json={"reset": True}, timeout=10).raise_for_status()
     waiting(pipeline, lambda: rows(pg_url, "SELECT retired_at FROM loai_tai_lieu WHERE maloaitailieu = :c",

@@ -1,6 +1,6 @@
 """Hostile dossiers against the real pipeline: each is parked with its reason, never marked synced, and
 the poll goes on; a replay validates again; each reason's documented recovery works
-(docs/hostile-input-dossiers.md)."""
+(docs/deployment.md, "Dossiers")."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class SyncState(SQLModel, table=True):
 
     mahoso: str = Field(max_length=200, primary_key=True)
     madonvi: str = Field(max_length=200)
-    # queued → stored → indexed → synced, or failed (see README, "Sync states").
+    # queued → stored → indexed → synced, or failed (see docs/operations.md, "Sync states").
     status: str = Field(max_length=20)
     source_hash: str = Field(default="", max_length=64)
     publish_count: int = Field(default=0)
