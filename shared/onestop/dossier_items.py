@@ -72,7 +72,8 @@ def check_limits(dossier: Dossier, limits: ItemLimits, size: int) -> Dossier | I
     if long or size > limits.max_item_bytes:
         raw = dossier.model_dump(mode="json")
         if size > HARD_MAX_ITEM_BYTES:
-            raw = summary(raw, dossier.mahoso, dossier.madonvi, size, "larger than any limit allows")
+            raw = summary(raw, dossier.mahoso, dossier.madonvi, size, "larger than any limit allows",
+                          DossierTooLarge.reason)
         if long:
             shown = ", ".join(f"{name} has {chars} characters" for name, chars in long[:ERRORS_SHOWN])
             error = f"{shown}; the limit is {limits.max_field_chars} (DONGBO_MAX_FIELD_CHARS)"
@@ -100,7 +101,7 @@ def to_dossier(raw: Any, madonvi: str, max_files: int) -> Dossier | InvalidDossi
         error = (f"the dossier is {why}" if depth > MAX_DEPTH
                  else f"the dossier is {why}, more than any limit allows ({HARD_MAX_ITEM_BYTES})")
         reason = MalformedDossier.reason if depth > MAX_DEPTH else DossierTooLarge.reason
-        return InvalidDossier(mahoso, madonvi, summary(raw, mahoso, madonvi, size, why), error, reason)
+        return InvalidDossier(mahoso, madonvi, summary(raw, mahoso, madonvi, size, why, reason), error, reason)
     raw = plain(raw)
     if not isinstance(raw, dict):
         return InvalidDossier(None, madonvi, raw, f"a dossier must be a JSON object, not {kind_of(raw)}")
@@ -227,8 +228,10 @@ def measure(value: Any) -> tuple[int, int]:
     return deepest, size
 
 
-def summary(raw: Any, mahoso: str | None, madonvi: str, size: int, why: str) -> dict:
-    """A bounded, flat stand-in for an item that cannot be copied whole into a dead letter."""
+def summary(raw: Any, mahoso: str | None, madonvi: str, size: int, why: str,
+            reason: str = MalformedDossier.reason) -> dict:
+    """A bounded, flat stand-in for an item that cannot be copied whole into a dead letter; it keeps the
+    reason it was parked with, so a replay parks it again under the same one."""
     fields: dict[str, Any] = {}
     if isinstance(raw, dict):
         for key, value in list(raw.items())[:50]:
@@ -236,7 +239,7 @@ def summary(raw: Any, mahoso: str | None, madonvi: str, size: int, why: str) -> 
                 fields[str(key)[:SUMMARY_CHARS]] = value[:SUMMARY_CHARS] + ("…" if len(value) > SUMMARY_CHARS else "")
             else:
                 fields[str(key)[:SUMMARY_CHARS]] = f"<{kind_of(value)}>"
-    return {SUMMARY_MARK: True, "why": why, "bytes": size, "mahoso": mahoso, "madonvi": madonvi,
+    return {SUMMARY_MARK: True, "why": why, "reason": reason, "bytes": size, "mahoso": mahoso, "madonvi": madonvi,
             "kind": kind_of(raw), "fields": fields}
 
 
@@ -249,7 +252,8 @@ def parked_body(item: InvalidDossier) -> bytes:
         except UnicodeEncodeError:  # a lone surrogate: JSON's own escapes keep it
             return json.dumps(item.raw, default=str, sort_keys=True).encode("ascii")
     except (RecursionError, ValueError, TypeError) as exc:
-        stand_in = summary(item.raw, item.mahoso, item.madonvi, 0, f"not copyable ({type(exc).__name__})")
+        stand_in = summary(item.raw, item.mahoso, item.madonvi, 0, f"not copyable ({type(exc).__name__})",
+                           item.reason)
         return json.dumps(stand_in, default=str, sort_keys=True).encode("ascii")
 
 
