@@ -126,7 +126,9 @@ def apply(conn: sqlite3.Connection, dossier_id: int, kind: str | None, sizes: Po
 def _heal(conn: sqlite3.Connection, dossier_id: int) -> None:
     """Undoes what can be undone: codes, dates and files served again. Long text and added files stay (their
     recovery is raising dongbo's limit, not a change at the source)."""
-    conn.execute("UPDATE dossier SET mahoso = replace(mahoso, char(0), ''), poison = NULL WHERE id = ?", (dossier_id,))
+    # In Python, not SQL: SQLite's string functions stop at a NUL.
+    mahoso = conn.execute("SELECT mahoso FROM dossier WHERE id = ?", (dossier_id,)).fetchone()[0]
+    conn.execute("UPDATE dossier SET mahoso = ?, poison = NULL WHERE id = ?", (mahoso.replace("\x00", ""), dossier_id))
     bad = conn.execute("SELECT ngaynhan FROM dossier WHERE id = ?", (dossier_id,)).fetchone()[0] == BAD_DATE
     if bad:
         stamp = conn.execute("SELECT min(stamp) FROM file WHERE dossier_id = ?", (dossier_id,)).fetchone()[0]
