@@ -1,9 +1,8 @@
 """A stand-in for the one-stop system that serves any bytes as a dossier: the documented API only.
 
-The simulator serves well-formed data and three kinds of poison; these tests need dossiers no real
-generator would make (a NUL in a code, thousands of levels of nesting, a 50 000-character name), written
-as JSON text so that even an item Python could not serialize is served byte for byte. It keeps what it was
-asked: sync calls per unit and the mark-synced calls per dossier.
+Hostile dossiers come from the simulator now (services/onestop_sim/poison.py); what remains here is for a
+test that needs a one-stop it can fill item by item with hand-written JSON (tests/test_versions.py). It
+keeps what it was asked: sync calls per unit and the mark-synced calls per dossier.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hostile dossiers against the real pipeline: each is parked with its reason, never marked synced, and
 the poll goes on; a replay validates again; each reason's documented recovery works
-(docs/deployment.md, "Dossiers")."""
+(docs/deployment.md, "Dossiers"). The simulator serves every bad dossier (services/onestop_sim/poison.py)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,39 @@ import time
 
 import pika
 import pytest
+import requests
 import sqlalchemy
 
-from harness.pipeline import Pipeline, database_rows
+from harness.pipeline import Pipeline, database_rows, expected_dossiers, sim_dossiers
 from harness.services import wait_for
+from services.onestop_sim.poison import REASONS
 from shared.broker.outcome import REASON_HEADER
 from shared.broker.publisher import MAHOSO_HEADER
 from shared.broker.topology import DOWNLOAD, Topology
-from tests.onestop_standin import StandIn
 
 DELAYS = (0.5, 1.0, 2.0)
-# Two units with codes of the documented shape (the fetcher refuses any other at start).
-U1, U2 = "000.00.01.H55", "000.00.02.H55"
 
 
-@pytest.fixture
-def standin():
-    server = StandIn()
-    yield server
-    server.stop()
+def shown(mahoso: str) -> str:
+    """A code as dongbo names it in a header or the sync state: a NUL written out."""
+    return mahoso.replace("\x00", "\\x00")
 
 
-def dossier(standin: StandIn, unit: str, mahoso: str, files: int = 1, **fields) -> dict:
-    item = {"mahoso": mahoso, "madonvi": unit, "tentochuccanhan": "CÔNG TY TNHH AN BÌNH", "ngaynhan": "19/10/2020",
-            "mathutuc": "1.005434.000.00.00.H55", "tenthutuc": "Cấp giấy phép",
-            "file_dinh_kem": [{"matailieu": f"KQ{n}", "tentailieu": "Kết quả", "ten_file": f"{mahoso}-{n}.pdf",
-                               "url_file": standin.file_url(f"{mahoso}-{n}.pdf", f"%PDF {mahoso} {n}".encode())}
-                              for n in range(files)]}
-    item.update(fields)
-    return item
+def marks(sim) -> dict[str, int]:
+    return {d["mahoso"]: d["mark_count"] for d in sim_dossiers(sim)}
 
 
-def pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, units, **env) -> Pipeline:
-    pipeline = Pipeline.configure(sim=standin, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
+def poisoned(sim) -> dict[str, str]:
+    return {d["mahoso"]: d["poison"] for d in sim_dossiers(sim) if d["poison"]}
+
+
+def sync_calls(sim, unit: str) -> int:
+    return requests.get(sim.root + "/_sim/stats", timeout=10).json()["sync_calls_by_unit"].get(unit, 0)
+
+
+def pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, **env) -> Pipeline:
+    units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
+    pipeline = Pipeline.configure(sim=sim, units=units, rabbit_url=rabbit_url, pg_url=pg_url, s3=s3_server,
                                   bucket=bucket, queue_prefix=queue_prefix, **env)
     pipeline.dongbo("db", "upgrade")
     return pipeline
@@ -74,42 +74,27 @@ def sync_states(pg_url: str) -> dict[str, dict]:
     return states
 
 
-def deep_item(mahoso: str, levels: int) -> str:
-    return json.dumps({"mahoso": mahoso, "madonvi": U1})[:-1] + ', "x": ' + "[" * levels + "]" * levels + "}"
-
-
 def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
-    standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
 ):
-    good = ["U1-GOOD-1", "U1-GOOD-2", "U2-GOOD-3"]
-    standin.add(U1, "U1-GOOD-1", dossier(standin, U1, "U1-GOOD-1"))
-    standin.add(U1, "U1-NUL\x00-1", dossier(standin, U1, "U1-NUL\x00-1"))
-    standin.add(U1, "U1-NUL-UNIT", dossier(standin, U1, "U1-NUL-UNIT", madonvi=U1 + "\x00"))
-    standin.add(U1, "U1-DEEP", deep_item("U1-DEEP", 5000))
-    standin.add(U1, "U1-LONG", dossier(standin, U1, "U1-LONG", tentochuccanhan="A" * 50_000))
-    standin.add(U1, "U1-LARGE", dossier(standin, U1, "U1-LARGE", files=300))
-    standin.add(U1, "U1-NUL-TEXT", dossier(standin, U1, "U1-NUL-TEXT", tenthutuc="Cấp\x00phép"))
-    tab = dossier(standin, U1, "U1-TAB-CODE")
-    tab["file_dinh_kem"][0]["matailieu"] = "KQ\t1"
-    standin.add(U1, "U1-TAB-CODE", tab)
-    standin.add(U1, "U1-GOOD-2", dossier(standin, U1, "U1-GOOD-2"))
-    standin.add(U2, "U2-HUGE", dossier(standin, U2, "U2-HUGE", tenthutuc="x" * 20_000_000))
-    standin.add(U2, "U2-GOOD-3", dossier(standin, U2, "U2-GOOD-3"))
-    expected = {"U1-NUL\\x00-1": "malformed-dossier", "U1-NUL-UNIT": "malformed-dossier",
-                "U1-DEEP": "malformed-dossier", "U1-LONG": "field-too-long", "U1-LARGE": "dossier-too-large",
-                "U1-NUL-TEXT": "malformed-dossier", "U1-TAB-CODE": "malformed-dossier",
-                "U2-HUGE": "dossier-too-large"}
-    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, [U1, U2],
-                            DONGBO_MAX_ITEM_BYTES="20000")
+    kinds = "nul-mahoso,nul-madonvi,deep,long-field,item-too-large,control-chars,huge-field,too-many-files"
+    sim = simulator_factory("--seed", "3", "--units", "2", "--dossiers", "4", "--file-size", "2000-8000",
+                            "--poison", "8", "--poison-kinds", kinds, "--poison-item-bytes", "30000",
+                            "--poison-files", "501")
+    good = sorted(d["mahoso"] for d in expected_dossiers(sim))
+    bad = poisoned(sim)
+    expected = {shown(m): REASONS[kind] for m, kind in bad.items()}
+    units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
+    pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, DONGBO_MAX_ITEM_BYTES="20000")
     dlq = Topology(queue_prefix, DELAYS).dead_letter_queue(DOWNLOAD)
     started = time.monotonic()
     pipeline.start_all(downloaders=1)
     try:
-        wait_for(lambda: all(standin.marked[m] for m in good), timeout=90, interval=0.5, what="good dossiers synced")
+        wait_for(lambda: all(marks(sim)[m] for m in good), timeout=90, interval=0.5, what="good dossiers synced")
         wait_for(lambda: len(dead_letters(rabbit_url, dlq)) >= len(expected), timeout=30, interval=0.5,
                  what="poisoned dossiers parked")
-        polls = standin.sync_calls[U1]
-        wait_for(lambda: standin.sync_calls[U1] >= polls + 2, timeout=30, interval=0.2, what="two more polls")
+        polls = sync_calls(sim, units[0])
+        wait_for(lambda: sync_calls(sim, units[0]) >= polls + 2, timeout=30, interval=0.2, what="two more polls")
         elapsed = time.monotonic() - started
     finally:
         pipeline.stop_all()
@@ -117,13 +102,14 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
         errors = [line for line in pipeline.logs_whole().splitlines() if '"level": "error"' in line]
         print("\n".join(errors)[-6000:])
     assert reasons(rabbit_url, dlq) == expected  # each once: a later poll does not park it again
-    assert not any(standin.marked[key] for key in standin.marked if key not in good)
-    assert all(standin.marked[m] == 1 for m in good)
+    now = marks(sim)
+    assert not any(now[m] for m in bad)
+    assert all(now[m] == 1 for m in good)
     # Polled every DONGBO_POLL_INTERVAL (2 s), not in a loop.
-    assert standin.sync_calls[U1] <= elapsed / 2 + 3 and standin.sync_calls[U2] >= 2
+    assert sync_calls(sim, units[0]) <= elapsed / 2 + 3 and sync_calls(sim, units[1]) >= 2
     ho_so, tai_lieu = database_rows(pg_url)
     assert sorted(row["mahoso"] for row in ho_so) == good
-    assert sorted(row["mahoso"] for row in tai_lieu) == good
+    assert sorted({row["mahoso"] for row in tai_lieu}) == good
     states = sync_states(pg_url)
     assert {m: states[m]["status"] for m in expected} == dict.fromkeys(expected, "failed")
     assert {m: states[m]["last_reason"] for m in expected} == expected
@@ -134,18 +120,16 @@ def test_poisoned_dossiers_are_parked_each_with_its_reason_and_the_poll_goes_on(
 
 
 def test_replay_validates_again_and_each_documented_recovery_works(
-    standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix
+    simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix
 ):
-    standin.add(U1, "U1-GOOD", dossier(standin, U1, "U1-GOOD"))
-    standin.add(U1, "U1-LONG", dossier(standin, U1, "U1-LONG", tentochuccanhan="A" * 5000))
-    standin.add(U1, "U1-LARGE", dossier(standin, U1, "U1-LARGE", tentochuccanhan="B" * 3900,
-                                          tenthutuc="C" * 3900))
-    standin.add(U1, "U1-MANY", dossier(standin, U1, "U1-MANY", files=3))
-    standin.add(U1, "U1-NUL", dossier(standin, U1, "U1-NUL", tenthutuc="Cấp\x00phép"))
-    standin.add(U1, "U1-DEEP", deep_item("U1-DEEP", 3000))
-    expected = {"U1-LONG": "field-too-long", "U1-LARGE": "dossier-too-large", "U1-MANY": "too-many-files",
-                "U1-NUL": "malformed-dossier", "U1-DEEP": "malformed-dossier"}
-    pipeline = pipeline_for(standin, rabbit_url, pg_url, s3_server, bucket, queue_prefix, [U1],
+    sim = simulator_factory("--seed", "4", "--units", "1", "--dossiers", "1", "--file-size", "2000-8000",
+                            "--poison", "5", "--poison-kinds", "long-field,item-too-large,too-many-files,deep,"
+                            "control-chars", "--poison-item-bytes", "8000", "--poison-files", "3")
+    [good] = [d["mahoso"] for d in expected_dossiers(sim)]
+    bad = poisoned(sim)
+    by_kind = {kind: m for m, kind in bad.items()}
+    expected = {m: REASONS[kind] for m, kind in bad.items()}
+    pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix,
                             DONGBO_MAX_ITEM_BYTES="6000", DONGBO_MAX_FILES_PER_DOSSIER="2")
     topology = Topology(queue_prefix, DELAYS)
     dlq = topology.dead_letter_queue(DOWNLOAD)
@@ -154,12 +138,12 @@ def test_replay_validates_again_and_each_documented_recovery_works(
     for name in ("downloader", "indexer", "acker"):
         pipeline.start(name)
     try:
-        wait_for(lambda: standin.marked["U1-GOOD"], timeout=60, interval=0.5, what="the good dossier synced")
+        wait_for(lambda: marks(sim)[good], timeout=60, interval=0.5, what="the good dossier synced")
         # A replay with nothing fixed: each goes back with its reason; nothing reaches the download queue.
         pipeline.dongbo("dlq", "replay")
         assert reasons(rabbit_url, dlq) == expected
         time.sleep(1)  # what a wrongly replayed item would need to be indexed and marked (nothing must be)
-        assert [m for m in expected if standin.marked[m]] == []
+        assert [m for m in expected if marks(sim)[m]] == []
 
         # field-too-long / dossier-too-large / too-many-files: raise the limit, restart, replay that reason.
         pipeline.env.update(DONGBO_MAX_FIELD_CHARS="10000", DONGBO_MAX_ITEM_BYTES="100000",
@@ -167,22 +151,35 @@ def test_replay_validates_again_and_each_documented_recovery_works(
         pipeline.stop_all()
         for name in ("downloader", "indexer", "acker"):
             pipeline.start(name)
-        for reason, mahoso in (("field-too-long", "U1-LONG"), ("dossier-too-large", "U1-LARGE"),
-                               ("too-many-files", "U1-MANY")):
-            pipeline.dongbo("dlq", "replay", "--reason", reason)
-            wait_for(lambda m=mahoso: standin.marked[m], timeout=60, interval=0.5, what=f"{mahoso} synced")
+        for kind in ("long-field", "item-too-large", "too-many-files"):
+            pipeline.dongbo("dlq", "replay", "--reason", REASONS[kind])
+            wait_for(lambda m=by_kind[kind]: marks(sim)[m], timeout=60, interval=0.5, what=f"{kind} synced")
         # malformed-dossier: fixed at the source, the next poll hands the new version on; then purge.
-        standin.add(U1, "U1-NUL", dossier(standin, U1, "U1-NUL", tenthutuc="Cấp phép"))
-        standin.add(U1, "U1-DEEP", dossier(standin, U1, "U1-DEEP"))
+        for kind in ("deep", "control-chars"):
+            requests.post(f"{sim.root}/_sim/dossiers/{by_kind[kind]}/poison", json={"kind": None},
+                          timeout=10).raise_for_status()
         pipeline.dongbo("fetcher", "--once")
-        wait_for(lambda: standin.marked["U1-NUL"] and standin.marked["U1-DEEP"], timeout=60, interval=0.5,
-                 what="the corrected dossiers synced")
+        wait_for(lambda: marks(sim)[by_kind["deep"]] and marks(sim)[by_kind["control-chars"]], timeout=60,
+                 interval=0.5, what="the corrected dossiers synced")
         pipeline.dongbo("dlq", "purge", "--reason", "malformed-dossier", "--yes")
         assert reasons(rabbit_url, dlq) == {}
     finally:
         pipeline.stop_all()
     ho_so, tai_lieu = database_rows(pg_url)
-    assert sorted(row["mahoso"] for row in ho_so) == sorted(["U1-GOOD", *expected])
-    files = {m: sum(1 for row in tai_lieu if row["mahoso"] == m) for m in ["U1-GOOD", *expected]}
-    assert files == {"U1-GOOD": 1, "U1-LONG": 1, "U1-LARGE": 1, "U1-MANY": 3, "U1-NUL": 1, "U1-DEEP": 1}
-    assert all(standin.marked[m] == 1 for m in files)
+    assert sorted(row["mahoso"] for row in ho_so) == sorted([good, *expected])
+    listing = {d["mahoso"]: d for d in sim_dossiers(sim)}
+    files = {m: sum(1 for row in tai_lieu if row["mahoso"] == m) for m in [good, *expected]}
+    assert files == {m: len(listing[m]["files"]) for m in files}
+    assert files[by_kind["too-many-files"]] == 3
+    assert all(listing[m]["mark_count"] == 1 for m in files)
+
+
+def test_a_replayed_summary_keeps_its_reason(simulator_factory, rabbit_url, pg_url, s3_server, bucket, queue_prefix):
+    sim = simulator_factory("--units", "1", "--dossiers", "0", "--poison", "1", "--poison-kinds", "huge-field")
+    pipeline = pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix)
+    dlq = Topology(queue_prefix, DELAYS).dead_letter_queue(DOWNLOAD)
+    pipeline.dongbo("fetcher", "--once")
+    expected = {m: "dossier-too-large" for m in poisoned(sim)}
+    assert reasons(rabbit_url, dlq) == expected
+    pipeline.dongbo("dlq", "replay")
+    assert reasons(rabbit_url, dlq) == expected

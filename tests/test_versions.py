@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy
 
-from harness.pipeline import database_rows
+from harness.pipeline import database_rows, sim_dossiers
 from services.acker.handler import AckHandler
 from services.indexer.handler import IndexHandler
 from shared.broker.outcome import DeadLetter, Delivery, Done, decide
@@ -18,16 +18,16 @@ from shared.db.engine import make_engine, upgrade
 from shared.errors import UnstorableValue
 from shared.messages import DossierIndexed, DossierStored, StoredFile
 from shared.onestop import OneStopClient
-from tests.onestop_standin import StandIn
 
 T1 = datetime(2026, 1, 1, 8, tzinfo=UTC)
 T2 = T1 + timedelta(minutes=5)
 
 
-def stored(version: str, at: datetime, keys: list[str], mahoso: str = "M-1", **fields) -> DossierStored:
+def stored(version: str, at: datetime, keys: list[str], mahoso: str = "M-1", madonvi: str = "U",
+           **fields) -> DossierStored:
     files = [StoredFile(matailieu=k, url_file=f"http://h/{k}", object_key=f"U/{mahoso}/{k}", size=1, sha256="0" * 64)
              for k in keys]
-    return DossierStored(mahoso=mahoso, madonvi="U", tenthutuc=version, files=files,
+    return DossierStored(mahoso=mahoso, madonvi=madonvi, tenthutuc=version, files=files,
                          fetched_at=at, source_hash=version * 8, **fields)
 
 
@@ -70,22 +70,29 @@ def test_an_older_version_never_replaces_a_newer_one(engine, pg_url):
     assert [len(to_acker(r)) for r in results] == [1, 0] and results[1].publish == []
 
 
-def test_the_acker_marks_only_the_version_archived(engine, pg_url):
-    standin = StandIn()
+def test_the_acker_marks_only_the_version_archived(engine, pg_url, simulator_factory):
+    sim = simulator_factory("--units", "1", "--dossiers", "1")
+    [dossier] = sim_dossiers(sim)
+    mahoso, unit = dossier["mahoso"], dossier["madonvi"]
+
+    def marks() -> int:
+        return next(d["mark_count"] for d in sim_dossiers(sim) if d["mahoso"] == mahoso)
+
+    deliver(IndexHandler(engine), stored("v1", T1, ["A"], mahoso=mahoso, madonvi=unit))
+    deliver(IndexHandler(engine), stored("v2", T2, ["B"], mahoso=mahoso, madonvi=unit))
+    client = OneStopClient(sim.api_url, "admin_sotaichinh", "1")
+    acker = AckHandler(client, engine, 100)
     try:
-        deliver(IndexHandler(engine), stored("v1", T1, ["A"]))
-        deliver(IndexHandler(engine), stored("v2", T2, ["B"]))
-        acker = AckHandler(OneStopClient(standin.api_url, "u", "p"), engine, 100)
-        old = DossierIndexed(mahoso="M-1", madonvi="U", fetched_at=T1, source_hash="v1" * 8)
+        old = DossierIndexed(mahoso=mahoso, madonvi=unit, fetched_at=T1, source_hash="v1" * 8)
         assert deliver(acker, old) == [Done()]
-        assert standin.marked["M-1"] == 0
-        new = DossierIndexed(mahoso="M-1", madonvi="U", fetched_at=T2, source_hash="v2" * 8)
+        assert marks() == 0
+        new = DossierIndexed(mahoso=mahoso, madonvi=unit, fetched_at=T2, source_hash="v2" * 8)
         assert deliver(acker, new) == [Done()]
-        assert standin.marked["M-1"] == 1
-        legacy = DossierIndexed(mahoso="M-1", madonvi="U")  # queued before versions: marked as before
-        assert deliver(acker, legacy) == [Done()] and standin.marked["M-1"] == 2
+        assert marks() == 1
+        legacy = DossierIndexed(mahoso=mahoso, madonvi=unit)  # queued before versions: marked as before
+        assert deliver(acker, legacy) == [Done()] and marks() == 2
     finally:
-        standin.stop()
+        client.close()
 
 
 def test_a_value_the_database_cannot_store_is_parked_at_once(engine, pg_url):

@@ -83,6 +83,7 @@ def sync(body: SyncRequest, request: Request):
     sim = sim_of(request)
     window = date_range(body.tungay, body.denngay)
     sim.counters.add("sync_calls")
+    sim.counters.add(f"sync_calls@{body.madonvi}")  # per unit: a test sees that one unit's polls go on
     faults = sim.faults.current
     outer = outer_of(faults.shape, next(sim.responses))
     # One connection and one read transaction for the whole response: every pass sees the same snapshot.
@@ -91,7 +92,8 @@ def sync(body: SyncRequest, request: Request):
         conn.execute("BEGIN")
 
         def chunks():
-            return sync_chunks(sim.store, conn, body.madonvi, window, faults.shape, outer, sim.config.public_url)
+            return sync_chunks(sim.store, conn, body.madonvi, window, faults.shape, outer, sim.config.public_url,
+                               sim.config.poison)
 
         length = cut = None
         if roll(faults.truncate_rate):

@@ -45,17 +45,18 @@ def find(conn: sqlite3.Connection, madonvi: str, yyyy: str, mm: str, dd: str, ta
     """The file a GET names (the path already percent-decoded), or None.
 
     The name is compared in NFC: a client that normalizes the name it was given still gets the file.
-    Files of the poison kinds `missing` and `forbidden-host` are never served.
+    Files of the poison kinds `missing` and `forbidden-host` are never served; the file-host kinds
+    (`poison.FILE_KINDS`) are, and misbehave in `downloads.py`.
     """
     stamp, sep, name = tail.partition(SEPARATOR)
     if not sep:
         return None
     row = conn.execute(
-        "SELECT f.id, f.ten_file, f.size, f.kind, f.sha256, f.matailieu, d.mahoso, d.madonvi FROM file f "
+        "SELECT f.id, f.ten_file, f.size, f.kind, f.sha256, f.matailieu, f.stamp, d.mahoso, d.madonvi FROM file f "
         "JOIN dossier d ON d.id = f.dossier_id WHERE f.stamp = ?",
         (stamp,),
     ).fetchone()
-    if row is None or row["kind"] not in ("generated", "uploaded"):
+    if row is None or row["kind"] in ("missing", "forbidden-host"):
         return None
     if row["madonvi"] != madonvi or stamp.split("_")[:3] != [yyyy, mm, dd] or _nfc(row["ten_file"]) != _nfc(name):
         return None

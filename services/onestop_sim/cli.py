@@ -14,6 +14,7 @@ from services.onestop_sim.app import create_app
 from services.onestop_sim.context import Sim, SimConfig
 from services.onestop_sim.counters import Counters
 from services.onestop_sim.faults import ERROR_ENDPOINTS, SHAPES, Faults, FaultState, parse_error_rate
+from services.onestop_sim.poison import KINDS, PoisonSizes, parse_kinds
 from services.onestop_sim.seed import SeedParams, seed
 from services.onestop_sim.state import Store
 from services.onestop_sim.streaming import INCOMPLETE_MESSAGE
@@ -43,6 +44,19 @@ def at_least(minimum: int):
     return parse
 
 
+def kinds_list(text: str) -> tuple[str, ...]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sizes_from(args: argparse.Namespace) -> PoisonSizes:
+    return PoisonSizes(args.poison_field_chars, args.poison_item_bytes, args.poison_files, args.poison_huge_bytes,
+                       args.poison_depth, args.poison_bomb_bytes, args.poison_redirect_bomb_bytes,
+                       args.poison_drip_seconds)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dongbo onestop-sim",
                                 description="A stand-in for the one-stop system's API and attachments.")
@@ -59,7 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dossiers", type=at_least(0), default=20)
     data.add_argument("--files-per-dossier", type=at_least(1), default=2)
     data.add_argument("--file-size", type=size_range, default=(20000, 200000), metavar="BYTES|MIN-MAX")
-    data.add_argument("--poison", type=at_least(0), default=0, metavar="N")
+    data.add_argument("--poison", type=at_least(0), default=0, metavar="N",
+                      help="N poison dossiers on top of --dossiers, their kinds in turn from --poison-kinds")
+    data.add_argument("--poison-kinds", type=kinds_list, default=None, metavar="K1,K2,...|all",
+                      help=f"default bad-date,missing-file,forbidden-host; known: {', '.join(KINDS)}")
+    sizes = p.add_argument_group("poison sizes (docs/onestop-api.md, the simulator's poison)")
+    defaults = PoisonSizes()
+    sizes.add_argument("--poison-field-chars", type=at_least(1), default=defaults.field_chars)
+    sizes.add_argument("--poison-item-bytes", type=at_least(1), default=defaults.item_bytes)
+    sizes.add_argument("--poison-files", type=at_least(1), default=defaults.files)
+    sizes.add_argument("--poison-huge-bytes", type=at_least(1), default=defaults.huge_bytes)
+    sizes.add_argument("--poison-depth", type=at_least(1), default=defaults.depth)
+    sizes.add_argument("--poison-bomb-bytes", type=at_least(1), default=defaults.bomb_bytes)
+    sizes.add_argument("--poison-redirect-bomb-bytes", type=at_least(1), default=defaults.redirect_bomb_bytes)
+    sizes.add_argument("--poison-drip-seconds", type=float, default=defaults.drip_seconds)
     faults = p.add_argument_group("faults (also settable at runtime: POST /_sim/faults)")
     faults.add_argument("--latency-ms", type=float, default=0)
     faults.add_argument("--error-rate", action="append", default=[], metavar="ENDPOINT=RATE",
@@ -91,16 +118,16 @@ class _DropDeliberateCuts(logging.Filter):
         return record.getMessage() != INCOMPLETE_MESSAGE
 
 
-def open_state(path: str, params: SeedParams) -> Store:
+def open_state(path: str, params: SeedParams, sizes: PoisonSizes | None = None) -> Store:
     store = Store(path)
     if store.is_seeded():
         kept = store.get_meta("seeded_with")
         log.info("keeping the existing state in %s (seeded with %s); seed options ignored", path, kept)
-        if kept != asdict(params) | {"file_size": list(params.file_size)}:
+        if kept != asdict(params) | {"file_size": list(params.file_size), "poison_kinds": list(params.poison_kinds)}:
             log.warning("the seed options differ from the ones %s was made with; delete it to reseed", path)
     else:
         log.info("seeding %s: %s", path, params)
-        seed(store, params)
+        seed(store, params, sizes)
     return store
 
 
@@ -114,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         faults = faults_from(args)
     except ValueError as exc:
         parser.error(str(exc))
-    params = SeedParams(args.seed, args.units, args.dossiers, args.files_per_dossier, args.file_size, args.poison)
-    store = open_state(args.state, params)
+    params = SeedParams(args.seed, args.units, args.dossiers, args.files_per_dossier, args.file_size, args.poison,
+                        args.poison_kinds or SeedParams.poison_kinds)
+    sizes = sizes_from(args)
+    store = open_state(args.state, params, sizes)
     host_for_urls = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     public_url = (args.public_url or f"http://{host_for_urls}:{args.port}").rstrip("/")
     config = SimConfig(
@@ -123,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         password=os.environ.get("DONGBO_SIM_PASSWORD", "1"),
         public_url=public_url,
         seed=store.get_meta("seeded_with")["seed"],
+        poison=sizes,
     )
     sim = Sim(config, store, Counters(store), Tokens(store), FaultState(faults))
     log.info("one-stop simulator: API at %s/thainguyen/general/api/, faults %s", public_url, faults.as_dict())

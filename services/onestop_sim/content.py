@@ -1,4 +1,4 @@
-"""The bytes of a generated attachment: a small valid PDF padded to an exact size, made in chunks.
+"""The bytes of a generated attachment: a small valid PDF of 1-12 pages padded to an exact size, made in chunks.
 
 Nothing is stored: the bytes are a pure function of (seed, file id, size, the text on the page), so a
 1 GB file streams in bounded memory and every download of a file gets the same bytes. The padding is an
@@ -6,6 +6,11 @@ unreferenced stream object (allowed by the PDF format) filled from a 1 MiB pool 
 read from an offset that depends on the file: copying slices of it is far cheaper than generating.
 Numbers whose width would depend on the size (/Length, startxref) are zero-padded to a fixed width, so
 the skeleton's length does not depend on the padding and one pass gives the exact size.
+
+The page count is drawn from (seed, file id), so it is known without reading the file: `/_sim/dossiers`
+shows it and a test compares it with what dongbo's inspector counted. The pages share one content stream
+and inherit their MediaBox and font from the page tree, so each costs about 80 bytes; a file too small for
+its drawn count gets as many pages as fit in it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ POOL_SIZE = 1 << 20
 TEXT_LIMIT = 160
 # Every generated file is at least this big: the skeleton with the longest page text fits in it.
 MIN_SIZE = 1024
+MAX_PAGES = 12
 
 
 @lru_cache(maxsize=4)
@@ -47,6 +53,7 @@ class Layout:
     tail: bytes
     offset: int
     seed: int
+    pages: int = 1
 
     @property
     def size(self) -> int:
@@ -69,35 +76,51 @@ class Layout:
         return digest.hexdigest()
 
 
+def drawn_pages(seed: int, file_id: int) -> int:
+    """1..MAX_PAGES, a pure function of the seed and the file id (no shared random state)."""
+    digest = hashlib.sha256(f"onestop-sim-pages-{seed}-{file_id}".encode()).digest()
+    return digest[0] % MAX_PAGES + 1
+
+
 def layout(seed: int, file_id: int, size: int, text: str) -> Layout:
     """The PDF for one file, exactly `size` bytes long (or MIN_SIZE if `size` is smaller)."""
+    for pages in range(drawn_pages(seed, file_id), 0, -1):
+        made = _layout(seed, file_id, size, text, pages)
+        if made is not None:
+            return made
+    raise ValueError(f"page text too long for MIN_SIZE ({MIN_SIZE} bytes)")
+
+
+def _layout(seed: int, file_id: int, size: int, text: str, pages: int) -> Layout | None:
+    """Objects: 1 catalog, 2 page tree, 3 the shared page content, 4 the font, 5.. the pages, then the padding."""
     page = b"BT /F1 11 Tf 40 800 Td (" + ascii_text(text).encode("ascii") + b") Tj ET"
+    kids = b" ".join(b"%d 0 R" % (5 + n) for n in range(pages))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d /MediaBox [0 0 595 842] "
+        b"/Resources << /Font << /F1 4 0 R >> >> >>" % (kids, pages),
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(page), page),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+    ] + [b"<< /Type /Page /Parent 2 0 R /Contents 3 0 R >>"] * pages
     head = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(head))
         head += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    pad_number = len(objects) + 1
     offsets.append(len(head))
-    pad_header = b"6 0 obj\n<< /Length %010d >>\nstream\n"
+    pad_header = b"%d 0 obj\n<< /Length %%010d >>\nstream\n" % pad_number
     pad_footer = b"\nendstream\nendobj\n"
-    xref = b"xref\n0 7\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    trailer = b"trailer\n<< /Size 7 /Root 1 0 R >>\nstartxref\n%010d\n%%%%EOF\n"
+    xref = b"xref\n0 %d\n0000000000 65535 f \n" % (pad_number + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    trailer = b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%%010d\n%%%%%%%%EOF\n" % (pad_number + 1)
     fixed = len(head) + len(pad_header % 0) + len(pad_footer) + len(xref) + len(trailer % 0)
     pad = max(size, MIN_SIZE) - fixed
     if pad < 0:
-        raise ValueError(f"page text too long for MIN_SIZE ({fixed} bytes)")
+        return None
     head += pad_header % pad
     tail = pad_footer + xref + trailer % (len(head) + pad + len(pad_footer))
     offset = (file_id * 2654435761 + seed * 40503) % POOL_SIZE
-    return Layout(bytes(head), pad, tail, offset, seed)
+    return Layout(bytes(head), pad, tail, offset, seed, pages)
 
 
 def page_text(mahoso: str, matailieu: str, ten_file: str) -> str:

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from services.onestop_sim.counters import Counters
 from services.onestop_sim.faults import FaultState
+from services.onestop_sim.poison import PoisonSizes
 from services.onestop_sim.state import Store
 from services.onestop_sim.tokens import Tokens
 
@@ -19,6 +20,7 @@ class SimConfig:
     password: str
     public_url: str  # scheme://host:port that url_file values start with
     seed: int  # the seed the state file was filled with (it decides the file bytes)
+    poison: PoisonSizes = field(default_factory=PoisonSizes)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Sim:
     faults: FaultState
     # Numbers the sync responses, so that `--shape mixed` can rotate the outer form per response.
     responses: itertools.count = field(default_factory=itertools.count)
+    # Seconds each `drip` transfer was held open by its client, newest last (for `/_sim/stats`).
+    drips: list[float] = field(default_factory=list)
 
 
 def sim_of(request: Request) -> Sim:

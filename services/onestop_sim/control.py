@@ -4,6 +4,9 @@
   "remove": ["MATAILIEU", ...], "resize": {"MATAILIEU": SIZE}}`: adds generated files, deletes every file of
   a type, or changes the bytes of a type's generated files *under the same url_file* (a new size gives new
   bytes and a new ETag). The dossier loses its synced mark, so the no-date sync offers it again.
+- `POST /_sim/dossiers/{mahoso}/poison` with `{"kind": KIND}` poisons a dossier as `poison.py` describes, and
+  `{"kind": null}` heals it (codes, dates and files are served clean again); either way the dossier loses its
+  synced mark. The answer names the dossier's `mahoso` as served from now on (a NUL goes in or out).
 - `POST /_sim/catalog` with `{"add": [["CODE", "NAME"], ...], "remove": ["CODE", ...]}` or `{"reset": true}`:
   changes what `danhmucloaitailieu` lists.
 
@@ -18,7 +21,7 @@ from datetime import date
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from services.onestop_sim import attachments, vocab
+from services.onestop_sim import attachments, poison, vocab
 from services.onestop_sim.context import Sim, sim_of
 from services.onestop_sim.state import transaction
 
@@ -73,6 +76,23 @@ async def change_files(mahoso: str, request: Request):
                          (attachments.make_stamp(date.today(), file_id, sim.config.seed), file_id))
         conn.execute("UPDATE dossier SET synced = 0 WHERE id = ?", (dossier_id,))
     return {"ok": True, "mahoso": mahoso}
+
+
+@router.post("/dossiers/{mahoso}/poison")
+async def change_poison(mahoso: str, request: Request):
+    sim = sim_of(request)
+    try:
+        body = json.loads(await request.body() or b"{}")
+        kind = poison.check_kind(body["kind"])
+    except (ValueError, TypeError, KeyError) as exc:
+        return _bad(f"malformed change: {exc}; known kinds: {', '.join(poison.KINDS)}")
+    row = sim.store.conn.execute("SELECT id FROM dossier WHERE mahoso = ?", (mahoso,)).fetchone()
+    if row is None:
+        return JSONResponse({"error": "no such dossier", "code": "404"}, status_code=404)
+    with transaction(sim.store.conn) as conn:
+        poison.apply(conn, row[0], kind, sim.config.poison, sim.config.seed)
+        served = conn.execute("SELECT mahoso FROM dossier WHERE id = ?", (row[0],)).fetchone()[0]
+    return {"ok": True, "mahoso": served, "poison": kind}
 
 
 @router.post("/catalog")

@@ -55,8 +55,9 @@ class Counters:
                     self._fetches.update(fetches)
                 raise
 
-    def totals(self) -> dict[str, int]:
-        """Every count so far, exact: flushes first."""
+    def totals(self) -> dict:
+        """Every count so far, exact: flushes first. Per-unit sync calls are under `sync_calls_by_unit`."""
         self.flush()
         stored = self.store.get_meta("counters", {})
-        return {name: stored.get(name, 0) for name in GLOBAL_NAMES}
+        by_unit = {name.partition("@")[2]: n for name, n in stored.items() if name.startswith("sync_calls@")}
+        return {**{name: stored.get(name, 0) for name in GLOBAL_NAMES}, "sync_calls_by_unit": by_unit}

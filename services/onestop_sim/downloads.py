@@ -2,19 +2,26 @@
 
 The Content-Type comes from the file name, whatever the bytes are: a `.docx` that is really a PDF is
 served as a `.docx`, on purpose, so the pipeline's own content check has something to find.
+
+A file of a file-host poison kind (`poison.FILE_KINDS`) misbehaves as a careless or hostile file host would:
+`redirect-bomb` answers 302 back to itself with a gzip bomb as the body; `gzip-bomb` answers 200 with a
+gzip body that decodes to `--poison-bomb-bytes`; `drip` sends its bytes one every `--poison-drip-seconds`;
+`bad-location` answers 302 with a Location that is not UTF-8; `redirect-forbidden` redirects to the cloud
+metadata address. Each is decompressed, if at all, only by the client.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import random
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 
-from services.onestop_sim import attachments, content
-from services.onestop_sim.context import sim_of
+from services.onestop_sim import attachments, content, poison
+from services.onestop_sim.context import Sim, sim_of
 from services.onestop_sim.errors import VendorError
 from services.onestop_sim.faults import roll
 from services.onestop_sim.models import ErrorBody
@@ -47,6 +54,12 @@ async def download(request: Request, madonvi: str, yyyy: str, mm: str, dd: str, 
         chunks, size = layout.chunks(), layout.size
         etag = content.file_etag(sim.config.seed, row["id"], size)
     head = request.method == "HEAD"
+    if row["kind"] in poison.FILE_KINDS:
+        if not head:
+            sim.counters.file_fetched(row["id"])
+        # The path as sent (still percent-encoded), so the redirect names exactly the URL that was asked for.
+        raw_path = request.scope.get("raw_path") or quote(request.url.path).encode()
+        return _misbehave(sim, row, raw_path.decode("latin-1"), chunks, size, head)
     faults = sim.faults.current
     cut = None
     if not head:
@@ -61,3 +74,25 @@ async def download(request: Request, madonvi: str, yyyy: str, mm: str, dd: str, 
     media_type = mimetypes.guess_type(row["ten_file"])[0] or "application/octet-stream"
     return StreamBody(chunks, media_type=media_type, headers=headers, content_length=size, truncate_at=cut,
                       bandwidth=faults.file_bandwidth, head=head)
+
+
+def _misbehave(sim: Sim, row, path: str, chunks: Iterator[bytes], size: int, head: bool) -> StreamBody:
+    sizes, kind = sim.config.poison, row["kind"]
+    if kind in ("redirect-bomb", "gzip-bomb"):
+        bomb = poison.gzip_bomb(sizes.redirect_bomb_bytes if kind == "redirect-bomb" else sizes.bomb_bytes)
+        headers = {"content-encoding": "gzip"}
+        if kind == "redirect-bomb":
+            headers["location"] = path  # back to itself: a circle of bombs
+        return StreamBody([bomb], media_type="application/pdf", headers=headers, content_length=len(bomb),
+                          head=head, status_code=302 if kind == "redirect-bomb" else 200)
+    if kind == "bad-location":
+        return StreamBody([], media_type="text/html", content_length=0, head=head, status_code=302,
+                          raw_headers=[(b"location", poison.BAD_LOCATION)])
+    if kind == "redirect-forbidden":
+        location = f"{poison.FORBIDDEN_URL}{row['stamp']}{attachments.SEPARATOR}{quote(row['ten_file'], safe='')}"
+        return StreamBody([], media_type="text/html", headers={"location": location}, content_length=0, head=head,
+                          status_code=302)
+    # drip: the whole file promised, one byte at a time; how long each client held on is kept for /_sim/stats.
+    started = time.monotonic()
+    return StreamBody(chunks, media_type="application/pdf", content_length=size, head=head, drip=sizes.drip_seconds,
+                      on_close=lambda: sim.drips.append(round(time.monotonic() - started, 3)))

@@ -67,11 +67,14 @@ def _dossier(row) -> dict:
 
 
 def _file(sim: Sim, row, hashed: list) -> dict:
-    sha256 = row["sha256"]
-    if sha256 is None and row["kind"] == "generated":
+    sha256, pages = row["sha256"], None
+    if row["kind"] not in ("uploaded", "missing", "forbidden-host"):
         text = content.page_text(row["mahoso"], row["matailieu"], row["ten_file"])
-        sha256 = content.layout(sim.config.seed, row["file_id"], row["size"], text).sha256()
-        hashed.append((sha256, row["file_id"]))
+        layout = content.layout(sim.config.seed, row["file_id"], row["size"], text)
+        pages = layout.pages
+        if sha256 is None:
+            sha256 = layout.sha256()
+            hashed.append((sha256, row["file_id"]))
     return {
         "matailieu": row["matailieu"],
         "tentailieu": row["tentailieu"],
@@ -81,6 +84,7 @@ def _file(sim: Sim, row, hashed: list) -> dict:
         "sha256": sha256,
         "fetch_count": row["fetch_count"],
         "kind": row["kind"],
+        "pages": pages,  # of the generated PDF; None for an uploaded file (its bytes are the uploader's)
         "synced": bool(row["file_synced"]),
         "mark_count": row["file_marks"],
     }
@@ -101,7 +105,9 @@ async def dossiers(request: Request, madonvi: str | None = None, mahoso: str | N
 @router.get("/stats")
 def stats(request: Request):
     sim = sim_of(request)
-    return {**sim.counters.totals(), **sim.store.totals()}
+    drips = list(sim.drips)
+    return {**sim.counters.totals(), **sim.store.totals(), "drips": len(drips),
+            "longest_drip_seconds": max(drips, default=0)}
 
 
 @router.get("/faults")

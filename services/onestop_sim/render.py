@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 
+from services.onestop_sim import poison
 from services.onestop_sim.attachments import url_file
 from services.onestop_sim.state import Store
 
@@ -38,8 +39,9 @@ def _files_value(files: list[dict], form: str, dossier_id: int):
     return files
 
 
-def dossier_json(row: tuple, file_rows: list[tuple], shape: str, public_url: str) -> str:
-    dossier_id, mahoso, madonvi, applicant, ngaynhan, mathutuc, tenthutuc, has_result = row
+def dossier_json(row: tuple, file_rows: list[tuple], shape: str, public_url: str,
+                 sizes: poison.PoisonSizes | None = None) -> str:
+    dossier_id, mahoso, madonvi, applicant, ngaynhan, mathutuc, tenthutuc, has_result, kind = row
     mixed = shape == "mixed"
     files = []
     for _file_id, matailieu, tentailieu, ten_file, stamp, override, size in file_rows:
@@ -57,6 +59,8 @@ def dossier_json(row: tuple, file_rows: list[tuple], shape: str, public_url: str
         value.update(
             trangthai="Đã trả kết quả" if has_result else "Đang xử lý", ghichu=None, sotrang=dossier_id % 40 + 1
         )
+    if kind in poison.RENDERED:
+        return poison.render(value, kind, madonvi, sizes or poison.PoisonSizes(), _dumps)
     return _dumps(value)
 
 
@@ -74,12 +78,13 @@ def sync_chunks(
     shape: str,
     outer: str,
     public_url: str,
+    sizes: poison.PoisonSizes | None = None,
 ) -> Iterator[bytes]:
     """The whole response body in chunks of about CHUNK_BYTES. The same inputs give the same bytes."""
     opening = {"array": "[", "data": '{"data":[', "status": '{"status":200,"message":"Thành công","data":['}[outer]
     parts, size, count = [opening], len(opening), 0
     for row, files in store.iter_sync(conn, madonvi, date_range):
-        text = ("," if count else "") + dossier_json(row, files, shape, public_url)
+        text = ("," if count else "") + dossier_json(row, files, shape, public_url, sizes)
         parts.append(text)
         size += len(text)
         count += 1

@@ -2,7 +2,9 @@
 
 Everything is drawn from one `random.Random(seed)` in a fixed order. The tricky cases come at fixed
 positions (dossier index modulo 20 or 50), so their share is exact and every small seed has one of each.
-Poison dossiers come after the normal ones, on top of `--dossiers`.
+Poison dossiers come after the normal ones, on top of `--dossiers`: the j-th has the kind
+`poison_kinds[j % len(poison_kinds)]` and goes to a unit chosen so that every run of `len(poison_kinds) * units`
+poison dossiers gives each unit one of each kind. The kinds are in `poison.py`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from datetime import date, timedelta
 from urllib.parse import quote
 
 from services.onestop_sim import content, vocab
+from services.onestop_sim import poison as poison_module
 from services.onestop_sim.attachments import SEPARATOR, make_stamp
 from services.onestop_sim.state import Store, transaction
 
 # Dossier index % 20 -> the trick it carries. Index % 20 == 19: no result yet; index % 50 == 25: no files.
 TRICKS = {2: "nfd", 4: "spaces", 6: "slash", 8: "dots", 10: "long-name", 12: "same-matailieu", 14: "same-name",
           16: "mismatch"}
-POISON_KINDS = ("bad-date", "missing-file", "forbidden-host")
-FORBIDDEN_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"  # cloud metadata: never fetch
+POISON_KINDS = poison_module.LEGACY_KINDS  # the default rotation of `--poison`
+FORBIDDEN_URL = poison_module.FORBIDDEN_URL
 FIRST_DAY, LAST_DAY = date(2020, 1, 1).toordinal(), date(2024, 12, 31).toordinal()
 BATCH = 2000
 
@@ -36,6 +39,7 @@ class SeedParams:
     files_per_dossier: int = 2
     file_size: tuple[int, int] = (20000, 200000)
     poison: int = 0
+    poison_kinds: tuple[str, ...] = POISON_KINDS
 
 
 def unit_codes(count: int) -> list[str]:
@@ -104,7 +108,7 @@ class Generator:
         iso: str | None
         ngaynhan, iso = f"{day.day:02d}/{day.month:02d}/{day.year:04d}", day.isoformat()
         if poison == "bad-date":
-            ngaynhan, iso = "32/13/2020", None
+            ngaynhan, iso = poison_module.BAD_DATE, None
         elif poison == "missing-file":
             files[0]["kind"] = "missing"
         elif poison == "forbidden-host":
@@ -170,14 +174,22 @@ def apply_trick(trick: str, files: list[dict], applicant: str, day: date, index:
     return applicant
 
 
-def seed(store: Store, params: SeedParams) -> None:
+def poison_plan(params: SeedParams, units: list[str]):
+    """(index, unit, kind) of each poison dossier. For a kind k (its position in the list), successive
+    rounds of the list go to successive units, so each unit gets every kind once per `units` rounds."""
+    kinds = params.poison_kinds
+    for j in range(params.poison):
+        position, rounds = j % len(kinds), j // len(kinds)
+        yield params.dossiers + j, units[(position + rounds) % params.units], kinds[position]
+
+
+def seed(store: Store, params: SeedParams, sizes: poison_module.PoisonSizes | None = None) -> None:
     """Fills an empty state file in one transaction: a crash half-way leaves it empty, not half-seeded."""
     gen = Generator(params)
     conn = store.conn
     normal = ((i, None, None) for i in range(params.dossiers))
-    poison = ((params.dossiers + j, gen.units[j % params.units], POISON_KINDS[j % len(POISON_KINDS)])
-              for j in range(params.poison))
-    plan = itertools.chain(normal, poison)
+    plan = itertools.chain(normal, poison_plan(params, gen.units))
+    stored_later: list[tuple[int, str]] = []
     with transaction(conn):
         while batch := list(itertools.islice(plan, BATCH)):
             dossiers, files = [], []
@@ -185,11 +197,16 @@ def seed(store: Store, params: SeedParams) -> None:
                 row, rows = gen.dossier(index + 1, index, unit, kind)
                 dossiers.append(row)
                 files.extend(rows)
+                if kind is not None and kind not in POISON_KINDS:
+                    stored_later.append((index + 1, kind))
             conn.executemany("INSERT INTO dossier (id, mahoso, madonvi, tentochuccanhan, ngaynhan, ngaynhan_iso, "
                              "mathutuc, tenthutuc, has_result, poison) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dossiers)
             conn.executemany("INSERT INTO file (id, dossier_id, matailieu, tentailieu, ten_file, stamp, size, kind, "
                              "url_override) VALUES (:id, :dossier_id, :matailieu, :tentailieu, :ten_file, :stamp, "
                              ":size, :kind, :url_override)", files)
+        # The newer kinds change rows that exist, through the code the run-time control uses as well.
+        for dossier_id, kind in stored_later:
+            poison_module.apply(conn, dossier_id, kind, sizes or poison_module.PoisonSizes(), params.seed)
         store.create_indexes(conn)
         store.set_meta("jwt_secret", secrets.token_hex(32), conn)
         store.set_meta("token_generation", 0, conn)

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS file (
     ten_file TEXT NOT NULL,
     stamp TEXT,                      -- yyyy_mm_dd_hhmmssfff of url_file; identifies the file on GET
     size INTEGER NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'generated',  -- generated | uploaded | missing | forbidden-host
+    kind TEXT NOT NULL DEFAULT 'generated',  -- generated | uploaded | missing | forbidden-host | poison.FILE_KINDS
     url_override TEXT,               -- a url_file that is not ours (forbidden-host poison)
     sha256 TEXT,                     -- cached on first need
     fetch_count INTEGER NOT NULL DEFAULT 0,
@@ -59,7 +59,8 @@ CREATE INDEX IF NOT EXISTS dossier_received ON dossier (madonvi, ngaynhan_iso);
 """
 
 # The columns of one sync row: a dossier's, then one of its files' (NULLs where it has none).
-DOSSIER_COLUMNS = "d.id, d.mahoso, d.madonvi, d.tentochuccanhan, d.ngaynhan, d.mathutuc, d.tenthutuc, d.has_result"
+DOSSIER_COLUMNS = ("d.id, d.mahoso, d.madonvi, d.tentochuccanhan, d.ngaynhan, d.mathutuc, d.tenthutuc, d.has_result, "
+                   "d.poison")
 FILE_COLUMNS = "f.id, f.matailieu, f.tentailieu, f.ten_file, f.stamp, f.url_override, f.size"
 SPLIT = DOSSIER_COLUMNS.count(",") + 1
 

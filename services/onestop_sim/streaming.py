@@ -1,4 +1,5 @@
-"""A streamed response body that can be paced (`--file-bandwidth`) and cut short (`--truncate-rate`).
+"""A streamed response body that can be paced (`--file-bandwidth`), cut short (`--truncate-rate`) or dripped
+(one byte every `drip` seconds, the `drip` poison: only a total deadline on the client stops it).
 
 Starlette's StreamingResponse can do neither, so this is a small ASGI response of its own. Cutting
 short means: the headers promise the full Content-Length, part of the body goes out, and the app returns
@@ -9,6 +10,7 @@ like to the client. (uvicorn logs that as an error; `cli.py` filters that one li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 import anyio
@@ -22,8 +24,9 @@ class StreamBody(Response):
     def __init__(self, chunks: Iterable[bytes], *, media_type: str, headers: dict[str, str] | None = None,
                  content_length: int | None = None, truncate_at: int | None = None, bandwidth: float = 0,
                  head: bool = False, blocking: bool = False, on_close: Callable[[], None] | None = None,
-                 status_code: int = 200):
+                 status_code: int = 200, drip: float = 0, raw_headers: list[tuple[bytes, bytes]] | None = None):
         self.status_code = status_code
+        self.drip = drip
         self.media_type = media_type
         self.background = None
         self.body = b""
@@ -34,6 +37,7 @@ class StreamBody(Response):
         if content_length is not None:
             fields["content-length"] = str(content_length)
         self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
+        self.raw_headers += raw_headers or []  # bytes as they are: a header that is not text on purpose
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         iterator: Iterator[bytes] = self.chunks
@@ -46,6 +50,9 @@ class StreamBody(Response):
 
     def _pieces(self, chunk: bytes) -> Iterator[bytes]:
         """Paced bodies go out in pieces of about a tenth of a second each, so the rate is smooth."""
+        if self.drip:
+            yield from (chunk[i:i + 1] for i in range(len(chunk)))
+            return
         if not self.bandwidth:
             yield chunk
             return
@@ -83,7 +90,11 @@ class StreamBody(Response):
                         piece = piece[:self.truncate_at - sent]
                         await send({"type": "http.response.body", "body": piece, "more_body": True})
                         return False
-                    if self.bandwidth:
+                    if self.drip:
+                        # Wakes as soon as the client goes: a held drip would otherwise outlive its client.
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(gone.wait(), self.drip)
+                    elif self.bandwidth:
                         await asyncio.sleep(max(0.0, started + (sent + len(piece)) / self.bandwidth - loop.time()))
                     if gone.is_set():
                         return False
