@@ -8,7 +8,6 @@ import json
 import time
 
 import pika
-import pytest
 import requests
 import sqlalchemy
 
