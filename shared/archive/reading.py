@@ -106,13 +106,8 @@ class ObjectState:
 
 def stat_object(store: ObjectStore, key: str) -> ObjectState | None:
     """None when there is no object at `key`."""
-    try:
-        stat = store.client.stat_object(store.bucket, key)
-        tags: dict[str, str] = dict(store.client.get_object_tags(store.bucket, key) or {})
-    except S3Error as exc:
-        if exc.code in MISSING:
-            return None
-        raise StorageUnavailable(f"object store failed on {key}: {exc.code}") from exc
-    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise StorageUnavailable(f"object store failed on {key}: {type(exc).__name__}") from exc
+    found = store.stat_with_tags(key)
+    if found is None:
+        return None
+    stat, tags = found
     return ObjectState(size=int(stat.size or 0), tagged_sha256=tags.get("sha256"), etag=stat.etag)

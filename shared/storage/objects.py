@@ -22,6 +22,7 @@ from typing import BinaryIO, cast
 import urllib3
 from minio import Minio
 from minio.commonconfig import Tags
+from minio.datatypes import Object
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 
 from shared.errors import DongboError, IntegrityError, StorageUnavailable, TruncatedBody
@@ -180,16 +181,23 @@ class ObjectStore:
 
     # -- objects ---------------------------------------------------------------------------------
 
-    def find_complete(self, key: str) -> StoredObject | None:
-        """The object at `key` if it is complete (tagged `sha256` and `size` matching it), else None."""
+    def stat_with_tags(self, key: str) -> tuple[Object, dict[str, str]] | None:
+        """What S3 says about the object at `key` without reading it, and its tags; None when there is none."""
         with _storage_errors(key):
             try:
                 stat = self.client.stat_object(self.bucket, key)
-                tags: dict[str, str] = dict(self.client.get_object_tags(self.bucket, key) or {})
+                return stat, dict(self.client.get_object_tags(self.bucket, key) or {})
             except S3Error as exc:
                 if exc.code in MISSING:
                     return None
                 raise
+
+    def find_complete(self, key: str) -> StoredObject | None:
+        """The object at `key` if it is complete (tagged `sha256` and `size` matching it), else None."""
+        found = self.stat_with_tags(key)
+        if found is None:
+            return None
+        stat, tags = found
         sha256 = tags.get("sha256", "")
         if len(sha256) != 64 or stat.size is None or tags.get("size") != str(stat.size):
             return None
