@@ -30,7 +30,8 @@ class Demo:
         self.out = tmp_path / "demo.out"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DONGBO_", "DEMO_"))}
         self.env.update(DEMO_DIR=str(self.dir), DEMO_DOSSIERS="24", DEMO_UNITS="2", DEMO_VHOST=vhost,
-                        DEMO_SIM_PORT=str(free_port()), DEMO_S3_PORT=str(free_port()), DEMO_TIMEOUT="200",
+                        DEMO_SIM_PORT=str(free_port()), DEMO_S3_PORT=str(free_port()), DEMO_WEB_PORT=str(free_port()),
+                        DEMO_TIMEOUT="200",
                         DONGBO_AMQP_URL=services.with_vhost(rabbit_url, "/"))
 
     def run(self, *args: str, timeout: float = 300) -> str:
