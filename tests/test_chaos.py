@@ -13,16 +13,14 @@ import random
 import time
 from collections import Counter
 
-import pika
 import pytest
 import requests
 
 from harness.pipeline import Pipeline, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from harness.queues import dead_letters
 from harness.services import fresh_database, wait_for
 from harness.tcpproxy import TcpProxy
-from shared.broker.outcome import REASON_HEADER
-from shared.broker.publisher import MAHOSO_HEADER
-from shared.broker.topology import WORK_QUEUES, Topology
+from shared.broker.topology import Topology
 from tests.test_pipeline_e2e import check_archive
 
 pytestmark = pytest.mark.slow
@@ -39,21 +37,6 @@ FAULTS = {
 # What each poison dossier of the simulator must be dead-lettered as.
 POISON_REASONS = {"bad-date": "malformed-dossier", "missing-file": "file-not-found", "forbidden-host": "forbidden-host"}
 
-
-def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
-    """(mahoso, reason) of every message in the dead-letter queues; messages are left in place."""
-    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
-    channel = connection.channel()
-    found = []
-    for stage in WORK_QUEUES:
-        while True:
-            method, props, _body = channel.basic_get(topology.dead_letter_queue(stage))
-            if method is None:
-                break
-            headers = props.headers or {}
-            found.append((str(headers.get(MAHOSO_HEADER)), str(headers.get(REASON_HEADER))))
-    connection.close()  # unacknowledged: all go back
-    return found
 
 
 @pytest.fixture
@@ -153,7 +136,7 @@ def test_nothing_lost_nothing_duplicated_under_chaos(
         assert {d["mahoso"] for d in expected} <= synced
         assert not set(poison) & synced, "a poison dossier was marked synced"
 
-        parked = dead_letters(rabbit_url, topology)
+        parked = [(str(mahoso), reason) for mahoso, reason in dead_letters(rabbit_url, topology)]
         assert {m for m, _ in parked} == set(poison), f"dead letters {parked} != poison {poison}"
         for mahoso, reason in parked:
             assert reason == POISON_REASONS[poison[mahoso]], (mahoso, reason)

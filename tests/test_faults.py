@@ -13,6 +13,7 @@ import pika
 import pytest
 
 from harness.pipeline import Pipeline, database_rows, queue_depths, sim_dossiers
+from harness.queues import messages
 from harness.services import ROOT, wait_for
 from harness.tcpproxy import TcpProxy
 from shared.broker.connection import connect
@@ -44,18 +45,6 @@ def publish(rabbit_url: str, topology: Topology, stage: str, *messages, raw: byt
     connection.close()
 
 
-def take_all(rabbit_url: str, queue: str) -> list[tuple[dict, bytes]]:
-    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
-    channel = connection.channel()
-    taken = []
-    while True:
-        method, props, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            break
-        taken.append((props.headers or {}, body))
-    connection.close()
-    return taken
-
 
 def pipeline_for(sim, rabbit_url, pg_url, s3_server, bucket, queue_prefix, **env) -> Pipeline:
     units = sorted({d["madonvi"] for d in sim_dossiers(sim)})
@@ -85,7 +74,7 @@ def test_a_poison_message_is_dead_lettered_and_good_ones_pass(
             timeout=60,
             what="good dossiers synced",
         )
-        parked = take_all(rabbit_url, topology.dead_letter_queue(DOWNLOAD))
+        parked = messages(rabbit_url, topology.dead_letter_queue(DOWNLOAD), remove=True)
         assert len(parked) == 1
         headers, body = parked[0]
         assert body == b"\xff not json at all"

@@ -15,17 +15,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pika
 import pytest
 import requests
 import sqlalchemy
 
 from harness.pipeline import Pipeline, database_rows, expected_dossiers, queue_depths, sim_dossiers, wait_until_synced
+from harness.queues import dead_letters
 from harness.services import wait_for
 from services.onestop_sim.poison import KINDS, REASONS
-from shared.broker.outcome import REASON_HEADER
-from shared.broker.publisher import MAHOSO_HEADER
-from shared.broker.topology import WORK_QUEUES, Topology
+from shared.broker.topology import Topology
 from tests.test_pipeline_e2e import check_archive
 
 pytestmark = pytest.mark.slow
@@ -50,21 +48,6 @@ LIMITS = {
 }
 
 
-def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[str, str]]:
-    """(mahoso, reason) of every message in the dead-letter queues; the messages are left in place."""
-    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
-    channel = connection.channel()
-    found = []
-    for stage in WORK_QUEUES:
-        while True:
-            method, props, _body = channel.basic_get(topology.dead_letter_queue(stage))
-            if method is None:
-                break
-            headers = props.headers or {}
-            found.append((_code(headers.get(MAHOSO_HEADER)), str(headers.get(REASON_HEADER))))
-    connection.close()  # unacknowledged: all go back
-    return found
-
 
 def _code(value) -> str:
     """A mahoso as the simulator stores it: a header may show a NUL escaped."""
@@ -75,7 +58,7 @@ def _code(value) -> str:
 def parked_reasons(rabbit_url: str, topology: Topology) -> dict[str, set[str]]:
     reasons: dict[str, set[str]] = {}
     for mahoso, reason in dead_letters(rabbit_url, topology):
-        reasons.setdefault(mahoso, set()).add(reason)
+        reasons.setdefault(_code(mahoso), set()).add(reason)
     return reasons
 
 

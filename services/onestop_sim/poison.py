@@ -37,7 +37,7 @@ RENDERED = frozenset({"nul-madonvi", "control-chars", "deep", "huge-field"})
 REASONS = {
     "bad-date": "malformed-dossier", "missing-file": "file-not-found", "forbidden-host": "forbidden-host",
     "nul-mahoso": "malformed-dossier", "nul-madonvi": "malformed-dossier", "control-chars": "malformed-dossier",
-    "deep": "malformed-dossier", "huge-field": "dossier-too-large", "long-field": "field-too-long",
+    "deep": "malformed-dossier", "huge-field": "field-too-long", "long-field": "field-too-long",
     "item-too-large": "dossier-too-large", "too-many-files": "too-many-files",
     "redirect-bomb": "redirect-loop", "gzip-bomb": "file-too-large", "drip": "file-too-slow",
     "bad-location": "file-refused", "redirect-forbidden": "forbidden-host",

@@ -11,6 +11,7 @@ import codecs
 from typing import Protocol
 
 from shared.errors import MalformedResponse, ResponseTooLarge
+from shared.onestop.string_cap import StringCap
 
 CHUNK = 64 * 1024
 JSON_SPACE = b" \t\r\n"
@@ -28,8 +29,10 @@ class BodyReader:
     """Reads `source` with a byte limit; `peek()` and `record()`/`replay()` let a parser look before it leaps."""
 
     def __init__(self, source: Readable, max_bytes: int | None = None, what: str = "the response",
-                 setting: str | None = "DONGBO_MAX_SYNC_RESPONSE_BYTES"):
+                 setting: str | None = "DONGBO_MAX_SYNC_RESPONSE_BYTES", max_string_bytes: int | None = None):
         self._source = source
+        # Strings longer than this are cut before the parser sees them (string_cap.py says why).
+        self.strings = StringCap(max_string_bytes) if max_string_bytes else None
         self._max_bytes = max_bytes
         self._what = what
         self._setting = setting  # named in the error, so an operator knows what to raise
@@ -87,9 +90,16 @@ class BodyReader:
         self._recorded = 0
 
     def _read_source(self, size: int) -> bytes:
-        chunk = self._source.read(size)
-        self.bytes_read += len(chunk)
-        if self._max_bytes is not None and self.bytes_read > self._max_bytes:
-            named = f" ({self._setting})" if self._setting else ""
-            raise ResponseTooLarge(f"{self._what} is larger than {self._max_bytes} bytes{named}")
-        return chunk
+        while True:
+            chunk = self._source.read(size)
+            self.bytes_read += len(chunk)
+            if self._max_bytes is not None and self.bytes_read > self._max_bytes:
+                named = f" ({self._setting})" if self._setting else ""
+                raise ResponseTooLarge(f"{self._what} is larger than {self._max_bytes} bytes{named}")
+            if self.strings is None:
+                return chunk
+            if not chunk:
+                return self.strings.flush()
+            kept = self.strings.feed(chunk)
+            if kept:  # a chunk wholly inside a string being cut gives nothing: b"" would read as the end
+                return kept

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # The first look at an object reads small chunks, so that little is kept to be read again.
 FIRST_LOOK_CHUNK = 8 * 1024
+# No field of a dossier comes near this (the longest text accepted is DONGBO_MAX_FIELD_CHARS characters): a
+# longer string is cut here, so that one giant field costs the parser nothing (string_cap.py), and the
+# dossier holding it is refused as too long.
+MAX_STRING_BYTES = 1024**2
 
 
 def parse_dossiers(
@@ -45,7 +49,7 @@ def parse_dossiers(
     `max_bytes`.
     """
     what = f"the sync response for madonvi={madonvi}"
-    reader = BodyReader(source, max_bytes, what)
+    reader = BodyReader(source, max_bytes, what, max_string_bytes=MAX_STRING_BYTES)
     dossiers = invalid = 0
     try:
         first = reader.peek()
@@ -67,6 +71,8 @@ def parse_dossiers(
             yield item
     except ijson.JSONError as exc:
         raise _json_error(exc, what, reader.bytes_read, dossiers + invalid) from None
+    if reader.strings is not None and reader.strings.cut_strings:
+        log.warning("%s: %d strings longer than %d bytes were cut", what, reader.strings.cut_strings, MAX_STRING_BYTES)
     log.info("read %d dossiers (%d invalid) for madonvi=%s from %d bytes",
              dossiers + invalid, invalid, madonvi, reader.bytes_read)
 
