@@ -92,7 +92,8 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
     templates.env.filters["when"] = _when
     templates.env.filters["size"] = _size
     templates.env.globals.update(ACTIONS=ACTIONS, STATES=STATES, CORRECTION_STATES=CORRECTION_STATES,
-                                 CORRECTION_ACTIONS=CORRECTION_ACTIONS, INLINE_TYPES=INLINE_TYPES, served_type=served_type)
+                                 CORRECTION_ACTIONS=CORRECTION_ACTIONS, INLINE_TYPES=INLINE_TYPES,
+                                 served_type=served_type)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
