@@ -5,7 +5,8 @@ output folder, and the search and dossier pages also under docs/img/ for the REA
 
 Before the downloaders start, one fetched dossier is moved from the download queue to its dead-letter
 queue (as a downloader would park it); the operator then replays it from the dead-letters page and
-watches it arrive.
+watches it arrive. Then the vendor removes a file of a marked dossier: its page shows both versions and the
+removed file still downloads byte for byte (but not for a user of another unit).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def test_officials_use_the_web_application(simulator_factory, rabbit_url, pg_url
                                    start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(base + "/healthz", timeout=1).ok, timeout=30, what="dongbo web")
-        run_browser(base, tmp_path, engine, pg_url, units, parked)
+        run_browser(base, tmp_path, engine, pg_url, units, parked, sim)
     finally:
         if web is not None:
             web.terminate()
@@ -146,7 +147,31 @@ def _synced(engine) -> int:
         return db.execute(sqlalchemy.text("SELECT count(*) FROM ho_so WHERE synced_at IS NOT NULL")).scalar()
 
 
-def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], parked: str) -> None:
+def change_after_marking(sim, engine, unit: str, parked: str) -> dict:
+    """The vendor removes one file of a synced dossier of `unit`; waits for the pipeline to archive the
+    dossier's second version. Returns the removed file's row (its object must stay downloadable)."""
+    with engine.connect() as db:
+        mahoso = db.execute(sqlalchemy.text(
+            "SELECT t.mahoso FROM tai_lieu t JOIN ho_so h ON h.id = t.ho_so_id WHERE h.madonvi = :u "
+            "AND h.synced_at IS NOT NULL AND t.mahoso <> :p GROUP BY t.mahoso "
+            "HAVING count(DISTINCT t.matailieu) = 2 AND count(*) = 2 ORDER BY t.mahoso LIMIT 1"),
+            {"u": unit, "p": parked}).scalar_one()
+        old = dict(db.execute(sqlalchemy.text("SELECT * FROM tai_lieu WHERE mahoso = :m ORDER BY matailieu, id "
+                                              "LIMIT 1"), {"m": mahoso}).mappings().one())
+    requests.post(sim.root + f"/_sim/dossiers/{mahoso}/files", json={"remove": [old["matailieu"]]},
+                  timeout=10).raise_for_status()
+
+    def archived_again() -> bool:
+        with engine.connect() as db:
+            versions = db.execute(sqlalchemy.text("SELECT count(*) FROM ho_so_version WHERE mahoso = :m"),
+                                  {"m": mahoso}).scalar()
+        return versions == 2 and _status(engine, mahoso) == "synced"
+
+    wait_for(archived_again, timeout=90, interval=0.5, what=f"{mahoso}'s second version archived")
+    return old
+
+
+def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], parked: str, sim) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     def shot(page, name: str) -> Path:
@@ -252,6 +277,21 @@ def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], par
             expect(page.locator("table.log")).to_contain_text("Tải tệp")
             expect(page.locator("table.log")).to_contain_text("Chạy lại thư chết")
             shot(page, "07-access-log")
+
+            # A dossier the vendor changed after it was marked: both versions on its page, the file the
+            # new version dropped still downloadable, byte for byte.
+            old = change_after_marking(sim, engine, units[1], parked)
+            page.goto(base + f"/dossier/{old['ho_so_id']}")
+            expect(page.locator("article.version")).to_have_count(2)
+            expect(page.locator("#version-2 h3")).to_contain_text("hiện tại")
+            dropped = page.locator(f"#version-1 tr.superseded[data-file='{old['id']}']")
+            expect(dropped).to_contain_text("Đã thay thế")
+            expect(page.locator(f"#version-2 tr[data-file='{old['id']}']")).to_have_count(0)
+            expect(page.locator(f"table.files tr#file-{old['id']}")).to_have_count(0)  # not among the current
+            shot(page, "10-versions")
+            fetched = context.request.get(base + dropped.locator("a.version-download").get_attribute("href"))
+            assert fetched.status == 200 and hashlib.sha256(fetched.body()).hexdigest() == old["sha256"]
+            assert len(fetched.body()) == old["size"]
             context.close()
 
             # A viewer is refused the operator pages.
@@ -270,6 +310,9 @@ def run_browser(base: str, out: Path, engine, pg_url: str, units: list[str], par
             login(page, base, "donvi1")
             assert page.goto(base + f"/file/{other_unit_file}").status == 404
             assert limited.request.get(base + f"/file/{other_unit_file}/preview").status == 404
+            # Nor an older version's file of another unit.
+            assert limited.request.get(base + f"/file/{old['id']}").status == 404
+            assert limited.request.get(base + f"/dossier/{old['ho_so_id']}").status == 404
             shot(page, "09-other-unit-404")
             limited.close()
         finally:

@@ -45,6 +45,7 @@ from services.web.auth import (
 from services.web.files import INLINE_TYPES, served_type, stream_file
 from services.web.folding import fold
 from services.web.health import HealthChecks
+from shared.archive.versions import load_history
 
 log = logging.getLogger(__name__)
 CurrentUser = Annotated[User, Depends(require_user)]
@@ -66,6 +67,9 @@ SECURITY_HEADERS = {
 ACTIONS = {"login": "Đăng nhập", "login-failed": "Đăng nhập sai", "login-throttled": "Đăng nhập bị chặn tạm thời",
            "logout": "Đăng xuất", "view": "Xem hồ sơ", "preview": "Xem trước tệp", "download": "Tải tệp",
            "replay": "Chạy lại thư chết"}
+CORRECTION_STATES = {"queued": "Đang chờ gửi", "applied": "Đã áp dụng", "refused": "Bị từ chối",
+                     "failed": "Gửi không được (thư chết)"}
+CORRECTION_ACTIONS = {"replace": "Thay tệp", "delete": "Xoá tệp"}
 STATES = {"queued": "Đang chờ tải", "stored": "Đã lưu tệp", "indexed": "Đã ghi CSDL", "synced": "Đã đồng bộ",
           "failed": "Bị dừng (thư chết)"}
 
@@ -87,7 +91,9 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["when"] = _when
     templates.env.filters["size"] = _size
-    templates.env.globals.update(ACTIONS=ACTIONS, STATES=STATES, INLINE_TYPES=INLINE_TYPES, served_type=served_type)
+    templates.env.globals.update(ACTIONS=ACTIONS, STATES=STATES, CORRECTION_STATES=CORRECTION_STATES,
+                                 CORRECTION_ACTIONS=CORRECTION_ACTIONS, INLINE_TYPES=INLINE_TYPES,
+                                 served_type=served_type)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -225,10 +231,17 @@ def create_app(settings, engine=None, store=None) -> FastAPI:
                 raise HTTPException(404)
             files = queries.files_of(connection, dossier_id)
             steps, state = queries.journey(connection, found, files)
+            history = load_history(connection, found["mahoso"])
         record(app.state.engine, user.username, "view", client_ip(request), mahoso=found["mahoso"])
         with app.state.engine.connect() as connection:
             accesses = queries.access_of(connection, found["mahoso"]) if user.is_operator else []
-        return page(request, "dossier.html", d=found, files=files, steps=steps, state=state, accesses=accesses)
+        # The page's file table is the current version; older versions' files are listed (and downloadable)
+        # under the versions, newest first.
+        current = [f for f in files if f["superseded_at"] is None]
+        versions = list(reversed(history["versions"])) if history else []
+        corrections = history["corrections"] if history else []
+        return page(request, "dossier.html", d=found, files=current, steps=steps, state=state, accesses=accesses,
+                    versions=versions, corrections=corrections)
 
     def _file(request: Request, user: User, file_id: int, inline: bool):
         with app.state.engine.connect() as connection:

@@ -1,5 +1,7 @@
 """One dossier's journey through dongbo, from what the system holds: its sync state, its `ho_so` and
-`tai_lieu` rows, the proofs kept about its files (audits, PDF facts), and the dead letter holding it now.
+`tai_lieu` rows, the proofs kept about its files (audits, PDF facts), its versions and corrections
+(shared/archive/versions.py, the same query `dongbo file history` and the web page use), and the dead
+letter holding it now.
 
 `load_journey` reads the database only; `dead_letters_of` peeks at the dead-letter queues (every message
 is given back, none is consumed). `dongbo trace` prints the result; a web page can show the same dict.
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from shared.archive.tables import FILE_AUDIT, HO_SO, PDF_FACTS, SYNC_STATE, TAI_LIEU
+from shared.archive.versions import load_history
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Journey:
     dossier: dict[str, Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    # Oldest first; each with its files (current or superseded) and the corrections that led to it.
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    corrections: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +75,7 @@ def load_journey(engine: Engine, mahoso: str) -> Journey:
             select(audit_t).where(audit_t.c.object_key.in_(keys))).mappings()} if keys else {}
         facts = {row["object_key"]: row for row in connection.execute(
             select(facts_t).where(facts_t.c.object_key.in_(keys))).mappings()} if keys else {}
+        found = load_history(connection, mahoso)
     events = journey.events
     if state is not None:
         journey.found = True
@@ -98,6 +105,7 @@ def load_journey(engine: Engine, mahoso: str) -> Journey:
             "matailieu": row["matailieu"], "tentailieu": row["tentailieu"], "ten_file": row["ten_file"],
             "url_file": row["url_file"], "object_key": row["object_key"], "size": row["size"],
             "sha256": row["sha256"], "content_type": row["content_type"],
+            "superseded_at": row["superseded_at"], "superseded_reason": row["superseded_reason"],
             "content_type_mismatch": row["content_type_mismatch"], "stored_at": row["stored_at"],
             "audit": None if audit is None else {"result": audit["result"], "at": audit["audited_at"],
                                                  "detail": audit["detail"]},
@@ -114,8 +122,27 @@ def load_journey(engine: Engine, mahoso: str) -> Journey:
             events.append(Event(dossier["synced_at"], "marked synced", "the one-stop system was told"))
     elif state is not None and state["synced_at"]:
         events.append(Event(state["synced_at"], "marked synced", "the one-stop system was told"))
+    if found is not None:
+        journey.versions, journey.corrections = found["versions"], found["corrections"]
+        _version_events(journey)
     events.sort(key=_order)
     return journey
+
+
+def _version_events(journey: Journey) -> None:
+    for row in journey.files:
+        if row["superseded_at"]:
+            journey.events.append(Event(row["superseded_at"], "superseded",
+                                        f"{row['object_key']}: {row['superseded_reason'] or 'no reason recorded'}"))
+    for version in journey.versions:
+        journey.events.append(Event(version["recorded_at"], "new version" if version["number"] > 1 else "version",
+                                    f"#{version['number']} {version['version_hash'][:12]}, "
+                                    f"{len(version['object_keys'])} file(s)"))
+    for c in journey.corrections:
+        journey.events.append(Event(c["requested_at"], "correction",
+                                    f"{c['action']} {c['matailieu']} asked by {c['requested_by'] or '?'}"))
+        if c["finished_at"]:
+            journey.events.append(Event(c["finished_at"], f"correction {c['status']}", c["outcome"] or ""))
 
 
 def dead_letters_of(channel, publisher, topology, mahoso: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Table
 
+from shared.db.archive_models import HieuChinh, HoSoVersion
 from shared.db.integrity_models import AuditRun, FileAudit, PdfFacts
 from shared.db.models import HoSo, SyncState, TaiLieu
 
@@ -19,3 +20,5 @@ SYNC_STATE = table(SyncState)
 FILE_AUDIT = table(FileAudit)
 AUDIT_RUN = table(AuditRun)
 PDF_FACTS = table(PdfFacts)
+HO_SO_VERSION = table(HoSoVersion)
+HIEU_CHINH = table(HieuChinh)
