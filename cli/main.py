@@ -62,7 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         return _db(args)
     from cli import operator_commands
 
-    return operator_commands.run(args)
+    try:
+        return operator_commands.run(args)
+    except BrokenPipeError:
+        # The reader went away (`dongbo dlq list | head`): stop quietly, as other command-line tools do.
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Python flushes standard output once more at exit, into the closed pipe: point it at /dev/null."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file descriptor (output captured in-process)
+        pass
 
 
 def _db(args: argparse.Namespace) -> int:
