@@ -54,3 +54,13 @@ def table(headers: list[str], rows: list[list], right: set[int] | None = None) -
         parts = [row[i].rjust(widths[i]) if i in right else row[i].ljust(widths[i]) for i in range(len(row))]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
+
+
+def silence_stdout() -> None:
+    """After a closed pipe: Python flushes standard output once more at exit, into that pipe, and prints a
+    traceback; pointing the descriptor at /dev/null keeps it quiet."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError):  # not a real descriptor (output captured in-process)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

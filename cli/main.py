@@ -66,18 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return operator_commands.run(args)
     except BrokenPipeError:
         # The reader went away (`dongbo dlq list | head`): stop quietly, as other command-line tools do.
-        _silence_stdout()
+        from cli.common import silence_stdout
+
+        silence_stdout()
         return 141
-
-
-def _silence_stdout() -> None:
-    """Python flushes standard output once more at exit, into the closed pipe: point it at /dev/null."""
-    import os
-
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):  # not a real file descriptor (output captured in-process)
-        pass
 
 
 def _db(args: argparse.Namespace) -> int:

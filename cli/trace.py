@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from cli.common import one_line, operator_command
+from cli.common import one_line, operator_command, silence_stdout
 from shared.archive import COULD_NOT_RUN, GAPS, GOOD
 from shared.errors import ConfigError
 
@@ -59,11 +58,7 @@ def print_to_reader(text: str) -> bool:
         sys.stdout.flush()
         return True
     except BrokenPipeError:
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):  # stdout is no file (redirected in-process): nothing to flush later
-            pass
+        silence_stdout()
         return False
 
 
