@@ -1,14 +1,18 @@
-"""The acker's handler: one mark-synced call per unit per batch; a poison message fails alone."""
+"""The acker's handler: one mark-synced call per unit per batch; a poison message fails alone; the files
+of a batch are reported a few dossiers at a time, all before the mark."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import requests
 
 from harness.pipeline import sim_dossiers
-from services.acker.handler import AckHandler
+from services.acker.handler import REPORT_THREADS, AckHandler
 from shared.broker.outcome import Delivery, Done
 from shared.db.engine import make_engine, upgrade
-from shared.errors import PoisonMessage
+from shared.errors import OneStopUnavailable, PoisonMessage
 from shared.messages import DossierIndexed
 from shared.onestop import OneStopClient
 
@@ -30,3 +34,56 @@ def test_the_acker_marks_each_unit_in_one_call_and_a_poison_message_fails_alone(
     stats = requests.get(sim.root + "/_sim/stats", timeout=10).json()
     assert stats["mark_calls"] == len({d["madonvi"] for d in dossiers}) == 2
     assert all(d["synced"] for d in sim_dossiers(sim) if d["mahoso"] in {x["mahoso"] for x in dossiers})
+
+
+class _Reports:
+    """Stands in for the file reporter: notes what was reported, when, and on which thread."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.fail_on = fail_on
+        self.reported: list[str] = []
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def report(self, madonvi: str, mahosos: list[str]) -> int:
+        time.sleep(0.05)  # a round trip: the slices overlap
+        with self.lock:
+            self.threads.add(threading.current_thread().name)
+            if self.fail_on in mahosos:
+                raise OneStopUnavailable("capnhattrangthaidongbofile answered 503")
+            self.reported.extend(mahosos)
+        return len(mahosos)
+
+
+class _Marks:
+    def __init__(self, reports: _Reports):
+        self.reports = reports
+        self.marked: list[list[str]] = []
+
+    def mark_synced(self, madonvi: str, mahosos: list[str], batch_size: int) -> None:
+        # Files first: every file of the batch was reported before its dossiers are marked.
+        assert sorted(self.reports.reported) == sorted(mahosos)
+        self.marked.append(mahosos)
+
+
+def test_files_are_reported_a_few_dossiers_at_a_time_and_all_before_the_mark(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dongbo.db'}"
+    upgrade(url)
+    mahosos = [f"M-{n}" for n in range(10)]
+    deliveries = [Delivery(tag=i, body=DossierIndexed(mahoso=m, madonvi="U").to_bytes(), headers={})
+                  for i, m in enumerate(mahosos)]
+
+    reports = _Reports()
+    marks = _Marks(reports)
+    handler = AckHandler(marks, make_engine(url), batch_size=100)  # type: ignore[arg-type]
+    handler.files = reports  # type: ignore[assignment]
+    results = handler(deliveries)
+    assert all(isinstance(r, Done) for r in results) and marks.marked == [mahosos]
+    assert 1 < len(reports.threads) <= REPORT_THREADS
+
+    # A report that fails fails the unit's messages (retried whole); nothing is marked.
+    reports = _Reports(fail_on="M-7")
+    marks = _Marks(reports)
+    handler.client, handler.files = marks, reports  # type: ignore[assignment]
+    results = handler(deliveries)
+    assert all(isinstance(r, OneStopUnavailable) for r in results) and marks.marked == []

@@ -298,6 +298,24 @@ def test_the_default_deadline_fits_the_largest_file_on_a_slow_link():
     assert FileSource(frozenset({"x"}), max_bytes=1024).deadline == http_fetch.MIN_DEADLINE
 
 
+def test_one_watchdog_keeps_every_deadline_without_a_thread_per_file():
+    from services.downloader import guard
+
+    policy = make_source().policy
+    before = threading.active_count()
+    # Many short files, each finished long before its deadline: no thread each, and the heap forgets them.
+    for _ in range(2000):
+        with guard.Transfer(policy, 600.0):
+            pass
+    assert threading.active_count() <= before + 1  # at most the watchdog itself
+    assert len(guard._watchdog._heap) < 200
+    # A short deadline set after a long one still expires on time (the watchdog wakes for it).
+    long, short = guard.Transfer(policy, 600.0), guard.Transfer(policy, 0.2)
+    with long, short:
+        wait_for(lambda: short.expired, timeout=3, what="the short deadline to expire")
+        assert short.age < 1.5 and not long.expired
+
+
 def test_health_turns_red_on_a_transfer_held_past_its_deadline(server, monkeypatch):
     class HealthyConsumer:
         def health(self):

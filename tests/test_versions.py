@@ -70,6 +70,22 @@ def test_an_older_version_never_replaces_a_newer_one(engine, pg_url):
     assert [len(to_acker(r)) for r in results] == [1, 0] and results[1].publish == []
 
 
+def test_files_are_superseded_per_dossier_within_one_batch(engine, pg_url):
+    index = IndexHandler(engine)
+    deliver(index, stored("a1", T1, ["A", "B"], mahoso="M-A"), stored("b1", T1, ["A", "B"], mahoso="M-B"))
+    # One batch: M-A drops B, M-B drops A and adds C. Each dossier's own list decides for its own files.
+    deliver(index, stored("a2", T2, ["A"], mahoso="M-A"), stored("b2", T2, ["B", "C"], mahoso="M-B"))
+    _, tai_lieu = database_rows(pg_url)
+    superseded = {r["object_key"]: r["superseded_reason"] for r in tai_lieu if r["superseded_at"] is not None}
+    assert sorted(superseded) == ["U/M-A/B", "U/M-B/A"]
+    assert "a2a2a2" in superseded["U/M-A/B"] and "b2b2b2" in superseded["U/M-B/A"]
+    assert len(tai_lieu) == 5  # nothing deleted
+    # The same batch again changes nothing: the superseded rows keep when and why.
+    before = {r["object_key"]: r["superseded_at"] for r in tai_lieu}
+    deliver(index, stored("a2", T2, ["A"], mahoso="M-A"), stored("b2", T2, ["B", "C"], mahoso="M-B"))
+    assert {r["object_key"]: r["superseded_at"] for r in database_rows(pg_url)[1]} == before
+
+
 def test_the_acker_marks_only_the_version_archived(engine, pg_url, simulator_factory):
     sim = simulator_factory("--units", "1", "--dossiers", "1")
     [dossier] = sim_dossiers(sim)

@@ -7,17 +7,23 @@ thread, each connection that thread makes or reuses is checked and watched here,
   (`HostPolicy.check_peer`) before a byte is sent. That is the address the bytes really go to, so a DNS
   answer that changes between a check and the connection (rebinding) cannot slip through. Host header
   and TLS SNI are untouched: the connection is made to the name as usual.
-- The socket is registered with the transfer; when the deadline passes, a timer shuts every registered
-  socket down. A read blocked in the middle of a chunk returns at once (a read timeout cannot do that: a
+- The socket is registered with the transfer; when the deadline passes, the watchdog shuts every
+  registered socket down. A read blocked in the middle of a chunk returns at once (a read timeout cannot do that: a
   host that sends a byte every few seconds never trips it), and the transfer fails, to be reported as
   `FileTooSlow` by the fetcher.
 
 A connection made with no current transfer is refused: no code path may open a file connection unchecked.
+
+One watchdog thread per process keeps every transfer's deadline in a heap and expires them in order. A
+timer thread per file did the same, but starting a thread for every file was a measurable part of a busy
+downloader's time with small files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
 import time
@@ -45,14 +51,12 @@ class Transfer:
         self._finished = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
         self._previous: Transfer | None = None
 
     def __enter__(self) -> Transfer:
         self._previous = getattr(_local, "transfer", None)
         _local.transfer = self
-        self._timer.start()
+        _watchdog.watch(self, self.started + self.seconds)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -70,9 +74,11 @@ class Transfer:
     def finish(self) -> bool:
         """Stops the clock; True when the deadline had passed (the sockets are then unusable)."""
         with self._lock:
+            first = not self._finished
             self._finished = True
             self._sockets.clear()
-        self._timer.cancel()
+        if first:
+            _watchdog.forget()
         return self._expired
 
     def watch(self, sock: socket.socket | None) -> None:
@@ -94,6 +100,51 @@ class Transfer:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             _shut(sock)
+
+
+class _Watchdog:
+    """Expires transfers at their deadlines, in order, from one daemon thread started on first use."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Transfer]] = []
+        self._finished = 0  # entries in the heap whose transfer has finished before its deadline
+        self._order = itertools.count()  # ties broken by arrival: transfers themselves do not compare
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, transfer: Transfer, deadline: float) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (deadline, next(self._order), transfer))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="transfer-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is transfer:
+                self._wake.notify()  # an earlier deadline than the one the thread sleeps towards
+
+    def forget(self) -> None:
+        """A transfer finished. Its entry stays in the heap (removing from the middle costs a search), but
+        once most entries are finished ones the heap is rebuilt without them: deadlines are minutes long
+        and files take milliseconds, so otherwise the heap would hold every file of the last hour."""
+        with self._wake:
+            self._finished += 1
+            if self._finished > 64 and self._finished * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if not entry[2]._finished]
+                heapq.heapify(self._heap)
+                self._finished = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._wake.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                due = heapq.heappop(self._heap)[2]
+                if due._finished:
+                    self._finished -= 1
+                    continue
+            due._expire()  # outside the lock: shutting sockets down must not hold up new transfers
+
+
+_watchdog = _Watchdog()
 
 
 def current() -> Transfer | None:

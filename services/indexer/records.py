@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 
 from services.indexer.versions import record_versions
@@ -85,16 +85,34 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
 
 def _supersede(connection: Connection, dossiers: list[DossierStored], ids: dict[str, int], files: list[dict],
                at: datetime) -> None:
-    """Marks the files of these dossiers that their new version no longer lists; their rows stay."""
-    keep: dict[int, list[str]] = {}
-    for row in files:
-        keep.setdefault(row["ho_so_id"], []).append(row["object_key"])
-    for dossier in dossiers:
-        seen = dossier.fetched_at.isoformat(timespec="seconds") if dossier.fetched_at else "unknown"
-        ho_so_id = ids[dossier.mahoso]
-        stale = update(tai_lieu).where(tai_lieu.c.ho_so_id == ho_so_id, tai_lieu.c.superseded_at.is_(None))
-        # Only this dossier's own keys: the whole batch's list in every statement made a batch cost its square.
-        if keep.get(ho_so_id):
-            stale = stale.where(tai_lieu.c.object_key.not_in(keep[ho_so_id]))
-        reason = f"not listed by the version {dossier.source_hash[:12] or '(unknown)'} seen at {seen}"
-        connection.execute(stale.values(superseded_at=at, superseded_reason=reason))
+    """Marks the files of these dossiers that their new version no longer lists; their rows stay.
+
+    One SELECT for the whole batch finds the files not superseded yet, and only the stale ones among them
+    are updated. An UPDATE per dossier cost a round trip each even when nothing was stale, which is every
+    dossier of a first sync. The dossiers' `ho_so` rows are locked by the upsert before this runs, so no
+    other writer of the same dossiers can add files between the SELECT and the UPDATE.
+    """
+    keep = {(row["ho_so_id"], row["object_key"]) for row in files}
+    by_id = {ids[d.mahoso]: d for d in dossiers}
+    current = connection.execute(
+        select(tai_lieu.c.id, tai_lieu.c.ho_so_id, tai_lieu.c.object_key).where(
+            tai_lieu.c.ho_so_id.in_(list(by_id)), tai_lieu.c.superseded_at.is_(None)
+        )
+    )
+    stale = [
+        {"file_id": file_id, "reason": _superseded_reason(by_id[ho_so_id])}
+        for file_id, ho_so_id, key in current
+        if (ho_so_id, key) not in keep
+    ]
+    if stale:
+        connection.execute(
+            update(tai_lieu)
+            .where(tai_lieu.c.id == bindparam("file_id"), tai_lieu.c.superseded_at.is_(None))
+            .values(superseded_at=at, superseded_reason=bindparam("reason")),
+            stale,
+        )
+
+
+def _superseded_reason(dossier: DossierStored) -> str:
+    seen = dossier.fetched_at.isoformat(timespec="seconds") if dossier.fetched_at else "unknown"
+    return f"not listed by the version {dossier.source_hash[:12] or '(unknown)'} seen at {seen}"
