@@ -70,7 +70,9 @@ def run_audit_command(settings, args: argparse.Namespace) -> int:
     from shared.archive.fixity import AuditOptions
 
     engine = open_database(settings)
-    store = open_store(settings)
+    # Scheduled, it starts with the services and waits for the bucket they create (as they wait for the
+    # store), instead of exiting and taking the others down with it under honcho or a restart loop.
+    store = _wait_for(lambda: open_store(settings)) if args.every else open_store(settings)
     options = AuditOptions(madonvi=args.unit, since=args.since, sample=args.sample, max_rate=args.max_rate,
                            recheck_after=args.recheck_after, untracked=not args.no_untracked)
     try:
@@ -79,6 +81,23 @@ def run_audit_command(settings, args: argparse.Namespace) -> int:
         return _once(engine, store, options, args)
     finally:
         engine.dispose()
+
+
+def _wait_for(open_store):
+    """`open_store()` until the bucket exists; one line per try, growing delays."""
+    import time
+
+    from shared.backoff import Backoff
+    from shared.errors import ConfigError
+
+    backoff = Backoff(first=2.0, cap=60.0)
+    while True:
+        try:
+            return open_store()
+        except ConfigError as exc:
+            delay = backoff.next()
+            print(f"dongbo audit: {exc}; next try in {delay:.0f}s", file=sys.stderr)
+            time.sleep(delay)
 
 
 def _once(engine, store, options, args) -> int:

@@ -132,3 +132,24 @@ def test_audit_every_runs_on_a_schedule_serves_metrics_and_stops_on_sigterm(arch
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+def test_a_scheduled_audit_waits_for_a_bucket_that_does_not_exist_yet(archive: Archive, s3_server):
+    """Started with the services, it must not exit before the downloaders have made the bucket."""
+    import uuid
+
+    later = f"test-{uuid.uuid4().hex[:16]}"
+    before = archive.sql("SELECT count(*) AS n FROM audit_run")[0]["n"]
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "audit", "--every", "1s", "--no-untracked"],
+                               cwd=ROOT, env=archive.pipeline._environ(DONGBO_S3_BUCKET=later),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # without waiting, it exited within a second ("bucket ... does not exist")
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert archive.sql("SELECT count(*) AS n FROM audit_run")[0]["n"] == before  # nothing run yet
+        s3_server.client().make_bucket(later)
+        wait_for(lambda: archive.sql("SELECT count(*) AS n FROM audit_run")[0]["n"] > before, timeout=60,
+                 what="an audit run once the bucket exists")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
