@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness.services import ROOT
+from harness.services import ROOT, wait_for
 
 WRONG_PASSWORD = "not-the-p@ss@word"
 
@@ -50,6 +50,29 @@ def _run_for(seconds: float, args: list[str], env: dict[str, str], cwd: Path) ->
         process.kill()
         _, stderr = process.communicate()
     return stderr.splitlines()
+
+
+def _run_until(done, args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> list[str]:
+    """Runs a service until `done(lines of its log)` holds (a loaded machine may take seconds to start it)."""
+    log = cwd / "service.log"
+    with open(log, "w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, cwd=cwd,
+                                   stdout=subprocess.DEVNULL, stderr=sink, text=True)
+    try:
+        wait_for(lambda: done(log.read_text().splitlines()), timeout=timeout, interval=0.2, what="the log line")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return log.read_text().splitlines()
+
+
+def _debug_traceback(lines: list[str]) -> bool:
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    return any("traceback" in r for r in records if r["level"] == "debug")
 
 
 def test_a_wrong_broker_password_logs_one_line_per_attempt(rabbit_url, tmp_path):
@@ -85,7 +108,6 @@ def test_at_debug_the_traceback_is_there(rabbit_url, tmp_path):
     env = _service_env(rabbit_url, tmp_path, PYTHONPATH=str(ROOT), DONGBO_LOG_LEVEL="DEBUG")
     subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], env=env, cwd=tmp_path,
                    capture_output=True, text=True, timeout=120, check=True)
-    lines = _run_for(3.0, ["indexer"], env, tmp_path)
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    assert any("traceback" in r for r in records if r["level"] == "debug")
+    lines = _run_until(_debug_traceback, ["indexer"], env, tmp_path)
+    assert _debug_traceback(lines)
     assert WRONG_PASSWORD not in "\n".join(lines)
