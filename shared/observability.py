@@ -85,7 +85,12 @@ def serve(port: int, check: HealthCheck, host: str = "127.0.0.1") -> ThreadingHT
         def log_message(self, *args) -> None:  # health probes would flood the log
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:  # a port taken or an address not here: a setting to fix, said in one line
+        from shared.errors import ConfigError
+
+        raise ConfigError(f"DONGBO_METRICS_PORT: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     log.info("metrics and health on %s:%d (/metrics, /healthz)", host, port)
     return server

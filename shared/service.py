@@ -78,7 +78,11 @@ def main(name: str, build: Callable[[Settings], Service], settings: Settings | N
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    observability.serve(settings.metrics_port, service.health, host=settings.metrics_host)
+    try:
+        observability.serve(settings.metrics_port, service.health, host=settings.metrics_host)
+    except ConfigError as exc:
+        print(f"dongbo {name}: {exc}", file=sys.stderr)
+        return 2
     log.info("%s: starting", name)
     status = service.run()
     return status if isinstance(status, int) else 0  # a one-shot run reports whether it did its work

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +17,29 @@ import pytest
 import requests
 
 from harness.pipeline import Pipeline, expected_dossiers, sim_dossiers
-from harness.services import ROOT, free_port, wait_for
+from harness.services import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
+
+
+def honcho_base_port(types: int = 12) -> int:
+    """A base port below the kernel's ephemeral range whose honcho ports (base + 100 per process type, + 1
+    per extra instance) are all free now: one taken by another test's connection would stop its process,
+    and honcho would stop every other with it."""
+    def free(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+
+    for _ in range(200):
+        base = random.randrange(20000, 31000 - 100 * types)
+        if all(free(base + 100 * kind + extra) for kind in range(types) for extra in range(3)):
+            return base
+    raise AssertionError("no free block of ports for honcho")
 
 def test_the_procfile_brings_up_a_system_that_syncs_everything(simulator_factory, rabbit_url, pg_url, s3_server, bucket,
                                                                 queue_prefix, tmp_path: Path):
@@ -30,7 +51,7 @@ def test_the_procfile_brings_up_a_system_that_syncs_everything(simulator_factory
                                   bucket=bucket, queue_prefix=queue_prefix)
     pipeline.dongbo("db", "upgrade")
 
-    base_port = free_port()
+    base_port = honcho_base_port()
     env = pipeline._environ(PORT=str(base_port))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     with open(tmp_path / "honcho.log", "wb") as log:  # honcho keeps its own copy of the descriptor
