@@ -72,7 +72,7 @@ def run_audit_command(settings, args: argparse.Namespace) -> int:
     engine = open_database(settings)
     # Scheduled, it starts with the services and waits for the bucket they create (as they wait for the
     # store), instead of exiting and taking the others down with it under honcho or a restart loop.
-    store = _wait_for(lambda: open_store(settings)) if args.every else open_store(settings)
+    store = _when_ready(lambda: open_store(settings)) if args.every else open_store(settings)
     options = AuditOptions(madonvi=args.unit, since=args.since, sample=args.sample, max_rate=args.max_rate,
                            recheck_after=args.recheck_after, untracked=not args.no_untracked)
     try:
@@ -83,21 +83,18 @@ def run_audit_command(settings, args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _wait_for(open_store):
-    """`open_store()` until the bucket exists; one line per try, growing delays."""
-    import time
+def _when_ready(open_store):
+    """`open_store()` once the bucket exists, with the services' own start-up wait (one line per try)."""
+    from shared.errors import ConfigError, StorageUnavailable
+    from shared.service import wait_until_ready
 
-    from shared.backoff import Backoff
-    from shared.errors import ConfigError
-
-    backoff = Backoff(first=2.0, cap=60.0)
-    while True:
+    def attempt():
         try:
             return open_store()
-        except ConfigError as exc:
-            delay = backoff.next()
-            print(f"dongbo audit: {exc}; next try in {delay:.0f}s", file=sys.stderr)
-            time.sleep(delay)
+        except ConfigError as exc:  # not there yet: the downloaders create it when they start
+            raise StorageUnavailable(str(exc)) from None
+
+    return wait_until_ready(attempt, "the bucket")
 
 
 def _once(engine, store, options, args) -> int:

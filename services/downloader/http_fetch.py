@@ -213,7 +213,7 @@ class FileSource:
             read_timeout=settings.read_timeout,
             verify_tls=settings.onestop_verify_tls,
             pool_size=settings.download_concurrency,
-            deadline=getattr(settings, "file_deadline", None),
+            deadline=settings.file_deadline,
         )
 
     # -- the public verbs ------------------------------------------------------------------------
