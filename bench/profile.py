@@ -1,8 +1,8 @@
 """Profiling the services during a benchmark run with py-spy, and reading what it recorded.
 
 `python -m bench.run --profile DIR` attaches `py-spy record` to every service process of every pipeline
-run and writes one folded-stack file per process. By default it samples only threads that are running
-(where the CPU goes: what counts on the CPU-bound loopback link); with `--profile-idle` it samples
+run and writes one folded-stack file per process. By default it samples only the thread holding the GIL
+(where the CPU goes in Python: what counts on the CPU-bound loopback link); with `--profile-idle` it samples
 waiting threads too (where the wall-clock time goes: what counts on the WAN-like link).
 `python -m bench.profile FILE...` prints where the samples fall: the functions that include the most samples,
 and the lines that hold the most on their own.
@@ -48,7 +48,9 @@ class Recorder:
                     str(self.rate),
                     "--format",
                     "raw",
-                    *(["--idle"] if self.idle else []),
+                    # Busy view: only the thread holding the GIL, i.e. Python actually running. Without
+                    # --gil, threads blocked in a socket read counted as busy and hid the real costs.
+                    *(["--idle"] if self.idle else ["--gil"]),
                     "--nonblocking",
                     "--output",
                     str(output),

@@ -8,9 +8,12 @@ simulator (its file-replace call) before the pipeline runs, so they travel the w
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 
 import pytest
+import sqlalchemy
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import (
     ArrayObject,
@@ -24,11 +27,21 @@ from pypdf.generic import (
 
 from harness.pipeline import sim_dossiers
 from harness.services import wait_for
+from services.inspector.handler import InspectHandler
 from services.inspector.pdf_facts import read_facts
-from shared.archive.inspection import inspection_messages
+from shared.archive.inspection import (
+    FILES_PER_MESSAGE,
+    FileRef,
+    FilesToInspect,
+    StoredObjectMissing,
+    inspection_messages,
+)
+from shared.broker.outcome import Delivery
 from shared.broker.topology import INSPECT
+from shared.errors import PoisonMessage, reason_of
 from shared.messages import DossierStored, StoredFile
 from shared.onestop import OneStopClient
+from shared.storage import ObjectStore
 from tests.archive_support import Archive, filled_archive
 
 pytestmark = pytest.mark.slow
@@ -123,9 +136,47 @@ def test_facts_of_broken_and_truncated_files():
     assert too_big.is_pdf and too_big.pages is None and "over the inspection limit" in too_big.problem
 
 
-def test_the_indexer_asks_for_one_inspection_per_stored_file():
+def test_the_indexer_asks_for_one_inspection_per_dossier_naming_each_stored_file_once():
     sha = "a" * 64
     files = [StoredFile(matailieu="TK", url_file="http://x/1", object_key=f"u/m/TK/{n}", size=1, sha256=sha)
              for n in (1, 2, 2)]
     messages = inspection_messages(DossierStored(mahoso="M", madonvi="U", files=files))
-    assert [(stage, m.object_key) for stage, m in messages] == [(INSPECT, "u/m/TK/1"), (INSPECT, "u/m/TK/2")]
+    assert [(stage, [f.object_key for f in m.files]) for stage, m in messages] == [(INSPECT, ["u/m/TK/1", "u/m/TK/2"])]
+    assert inspection_messages(DossierStored(mahoso="M", madonvi="U", files=[])) == []
+    # More files than one message may name: several messages, every file in exactly one.
+    many = [StoredFile(matailieu="TK", url_file="http://x/1", object_key=f"k/{n}", size=1, sha256=sha)
+            for n in range(FILES_PER_MESSAGE + 3)]
+    chunks = [m.files for _, m in inspection_messages(DossierStored(mahoso="M", madonvi="U", files=many))]
+    assert [len(c) for c in chunks] == [FILES_PER_MESSAGE, 3]
+
+
+def test_a_message_queued_in_the_one_file_shape_is_read_as_a_list_of_one():
+    old = {"schema_version": 1, "mahoso": "M", "madonvi": "U", "object_key": "u/m/TK/1", "sha256": "b" * 64,
+           "size": 7, "matailieu": "TK"}
+    message = FilesToInspect.from_bytes(json.dumps(old).encode())
+    assert [(f.object_key, f.sha256, f.size, f.matailieu) for f in message.files] == [("u/m/TK/1", "b" * 64, 7, "TK")]
+    with pytest.raises(PoisonMessage):
+        FilesToInspect.from_bytes(json.dumps({"mahoso": "M", "madonvi": "U", "files": []}).encode())
+
+
+def test_a_missing_object_parks_the_message_but_its_neighbours_get_their_facts(archive: Archive, s3_server, bucket):
+    """Read against another bucket: one file is there, one has a `tai_lieu` row but no object, one neither."""
+    pdf = make_pdf(5)
+    store = ObjectStore(s3_server.client(), bucket)
+    store.put_whole("inspect-test/present.pdf", pdf, "application/pdf")
+    row = archive.sql("SELECT object_key FROM tai_lieu ORDER BY id LIMIT 1")[0]
+    refs = [FileRef(object_key="inspect-test/present.pdf", sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf)),
+            FileRef(object_key=row["object_key"], sha256="c" * 64, size=1),
+            FileRef(object_key="inspect-test/never-archived.pdf", sha256="d" * 64, size=1)]
+    body = FilesToInspect(mahoso="M-INSPECT", madonvi=archive.unit, files=refs).to_bytes()
+    engine = sqlalchemy.create_engine(archive.pg_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        handler = InspectHandler(engine, store, max_bytes=10**7)
+        with pytest.raises(StoredObjectMissing, match=row["object_key"]) as raised:
+            handler(Delivery(tag=1, body=body, headers={}, redelivered=False, attempt=0))
+        assert reason_of(raised.value) == "object-missing"
+        facts = archive.sql("SELECT object_key, pages FROM pdf_facts WHERE mahoso = 'M-INSPECT'")
+        assert facts == [{"object_key": "inspect-test/present.pdf", "pages": 5}]
+    finally:
+        archive.sql("DELETE FROM pdf_facts WHERE mahoso = 'M-INSPECT'")
+        engine.dispose()

@@ -54,7 +54,8 @@ def test_an_older_version_never_replaces_a_newer_one(engine, pg_url):
     assert isinstance(first, Done) and first.publish[0][1].fetched_at == T1
     [second] = deliver(index, stored("v2", T2, ["B", "C"]))
     assert isinstance(second, Done) and len(to_acker(second)) == 1
-    assert sorted(m.object_key for stage, m in second.publish if stage == INSPECT) == ["U/M-1/B", "U/M-1/C"]
+    inspected = sorted(f.object_key for stage, m in second.publish if stage == INSPECT for f in m.files)
+    assert inspected == ["U/M-1/B", "U/M-1/C"]
     [late] = deliver(index, stored("v1", T1, ["A", "B"]))  # a redelivery that lost the race
     assert isinstance(late, Done) and late.publish == []  # acknowledged, not passed to the acker
     ho_so, tai_lieu = database_rows(pg_url)

@@ -1,7 +1,10 @@
-"""The inspector's decision for one stored file: read its PDF facts, commit them, then acknowledge.
+"""The inspector's decision for one dossier's stored files: read their PDF facts, commit them in one
+transaction, then acknowledge.
 
 Facts are keyed by object key and carry the SHA-256 of the bytes read, so inspecting a file twice writes
-the same row (idempotent), and facts about bytes since replaced are told apart from current ones.
+the same row (idempotent), and facts about bytes since replaced are told apart from current ones. A file
+whose object is missing does not cost its neighbours their facts: theirs are committed, then the message
+is parked as `object-missing` naming it (a replay inspects all of them again, harmlessly).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from services.inspector.pdf_facts import Facts, read_facts, spool
-from shared.archive.inspection import FileToInspect, StoredObjectMissing
+from shared.archive.inspection import FileRef, FilesToInspect, StoredObjectMissing
 from shared.archive.reading import ObjectMissing
 from shared.archive.tables import PDF_FACTS, TAI_LIEU
 from shared.broker.outcome import Delivery, Done
@@ -32,23 +35,32 @@ class InspectHandler:
         self.max_bytes = max_bytes
 
     def __call__(self, delivery: Delivery) -> Done:
-        message = FileToInspect.from_bytes(delivery.body)
-        try:
-            data, sha256, size = spool(self.store, message.object_key, self.max_bytes)
-        except ObjectMissing:
-            if not self._row_exists(message.object_key):
-                log.info("file %s is no longer in tai_lieu; nothing to inspect", message.object_key,
-                         extra={"mahoso": message.mahoso})
-                return Done()
-            raise StoredObjectMissing(f"{message.object_key}: in tai_lieu, not in the bucket") from None
-        with data:
-            facts = read_facts(data, sha256, size, self.max_bytes)
-        self._write(message, facts)
-        if facts.problem:
-            log.warning("file %s flagged: %s", message.object_key, facts.problem, extra={"mahoso": message.mahoso})
-        else:
-            log.info("file %s: %d pages%s%s", message.object_key, facts.pages or 0, ", signed" if facts.signed else "",
-                     f", claims PDF/A-{facts.pdfa}" if facts.pdfa else "", extra={"mahoso": message.mahoso})
+        message = FilesToInspect.from_bytes(delivery.body)
+        found: list[tuple[FileRef, Facts]] = []
+        missing: list[str] = []
+        for ref in message.files:
+            try:
+                data, sha256, size = spool(self.store, ref.object_key, self.max_bytes)
+            except ObjectMissing:
+                if self._row_exists(ref.object_key):
+                    missing.append(ref.object_key)
+                else:
+                    log.info("file %s is no longer in tai_lieu; nothing to inspect", ref.object_key,
+                             extra={"mahoso": message.mahoso})
+                continue
+            with data:
+                found.append((ref, read_facts(data, sha256, size, self.max_bytes)))
+        self._write(message.mahoso, found)
+        for ref, facts in found:
+            if facts.problem:
+                log.warning("file %s flagged: %s", ref.object_key, facts.problem, extra={"mahoso": message.mahoso})
+            else:
+                log.debug("file %s: %d pages%s%s", ref.object_key, facts.pages or 0, ", signed" if facts.signed else "",
+                          f", claims PDF/A-{facts.pdfa}" if facts.pdfa else "", extra={"mahoso": message.mahoso})
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise StoredObjectMissing(f"in tai_lieu, not in the bucket: {', '.join(missing[:3])}{more}")
+        log.info("dossier %s: %d files inspected", message.mahoso, len(found), extra={"mahoso": message.mahoso})
         return Done()
 
     def _row_exists(self, key: str) -> bool:
@@ -59,14 +71,18 @@ class InspectHandler:
         except sqlalchemy.exc.OperationalError as exc:
             raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None
 
-    def _write(self, message: FileToInspect, facts: Facts) -> None:
+    def _write(self, mahoso: str, found: list[tuple[FileRef, Facts]]) -> None:
+        if not found:
+            return
         table = PDF_FACTS
-        values = {"mahoso": message.mahoso, "sha256": facts.sha256, "is_pdf": facts.is_pdf, "pages": facts.pages,
-                  "signed": facts.signed, "pdfa": facts.pdfa, "problem": facts.problem,
-                  "inspected_at": datetime.now(UTC)}
+        now = datetime.now(UTC)
         try:
             with self.engine.begin() as connection:
-                stmt = insert_for(connection, table).values(object_key=message.object_key, **values)
-                connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=values))
+                for ref, facts in found:
+                    values = {"mahoso": mahoso, "sha256": facts.sha256, "is_pdf": facts.is_pdf, "pages": facts.pages,
+                              "signed": facts.signed, "pdfa": facts.pdfa, "problem": facts.problem,
+                              "inspected_at": now}
+                    stmt = insert_for(connection, table).values(object_key=ref.object_key, **values)
+                    connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=values))
         except sqlalchemy.exc.OperationalError as exc:
             raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None
