@@ -21,10 +21,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
+from bench.baselines import plain_copy
+from bench.measure import CpuDelta
 from bench.memory import DOWNLOADER_LIMIT_MB, FETCHER_LIMIT_MB
 from bench.pipeline_run import run_pipeline
-from bench.stack import Stack, fresh_world
-from bench.workloads import LINKS, Workload
+from bench.stack import Stack, World, fresh_world
+from bench.workloads import LINKS, Corpus, Workload
 
 FULL = 200_000
 TARGET_PER_S = 250
@@ -38,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=16, help="DONGBO_DOWNLOAD_CONCURRENCY of each (default 16)")
     p.add_argument("--timeout", type=float, default=7200, help="seconds the run may take (default 7200)")
     p.add_argument("--profile", type=Path, default=None, help="attach py-spy to every service, files in DIR")
+    p.add_argument("--floor-dossiers", type=int, default=20_000,
+                   help="after the pipeline, a plain copy of the files of this many of the same dossiers, at the "
+                        "same total concurrency: the machine's floor (default 20000; 0 skips it)")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/first-sync-<ts>.json)")
     return p.parse_args(argv)
 
@@ -55,15 +62,44 @@ def main(argv: list[str] | None = None) -> int:
             result = run_pipeline(world, "loopback", "first-sync", workers=args.workers,
                                   threads_per_worker=args.threads, timeout=args.timeout,
                                   profile_dir=args.profile)
+            floor = plain_copy_floor(world, args.floor_dossiers, args.workers * args.threads)
     finally:
         stack.stop()
     report = summarize(result.as_dict(), args, seeded_s)
+    report["plain_copy_floor"] = floor
+    if floor:
+        # Per dossier, how much longer the pipeline took than nothing but the copy of its files.
+        report["pipeline_vs_plain_copy"] = round(floor["dossiers_per_s"] / report["dossiers_per_s"], 2)
     out = args.out or RESULTS / f"first-sync-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "run"}, indent=2))
     print(f"written to {out}")
     return 0 if report["targets_met"] else 1
+
+
+def plain_copy_floor(world: World, dossiers: int, threads: int) -> dict | None:
+    """The same files copied by `bench.baselines.plain_copy` (GET, put, nothing else) after the pipeline has
+    moved them, into keys of their own: what this machine does per dossier with no queue, database or
+    acknowledgement. A sample of the dossiers, the first `dossiers` of the listing."""
+    if dossiers <= 0:
+        return None
+    corpus = Corpus.of(world.sim.root)
+    sample = corpus.listing[:dossiers]
+    files = [(f["url_file"], f["size"], f"floor/{d['mahoso']}/{n}") for d in sample for n, f in enumerate(d["files"])]
+    others = {"simulator": world.sim.process.pid,
+              "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
+              "plain-copy": psutil.Process().pid}
+    cpu = CpuDelta(others)
+    s3 = world.stack.s3
+    wall = plain_copy(files, s3_endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key,
+                      bucket=world.bucket, threads=threads)
+    used = cpu.stop()
+    print(f"plain copy of the files of {len(sample)} dossiers ({len(files)} files), {threads} threads: {wall:.1f}s",
+          flush=True)
+    return {"dossiers": len(sample), "files": len(files), "threads": threads, "wall_s": round(wall, 2),
+            "dossiers_per_s": round(len(sample) / wall, 1), "cpu_s": used,
+            "cpu_ms_per_dossier": round(sum(used.values()) / len(sample) * 1000, 2)}
 
 
 def summarize(run: dict, args: argparse.Namespace, seeded_s: float) -> dict:
