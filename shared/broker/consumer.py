@@ -323,7 +323,8 @@ class Consumer:
         waiting = []
         for sequences, tag in self.awaiting:
             if all(link.publisher.is_confirmed(seq) for seq in sequences):
-                link.channel.basic_ack(tag)
+                # Queued, not written and waited for one by one: the loop's next turn writes them all.
+                link.channel._impl.basic_ack(tag)
             else:
                 waiting.append((sequences, tag))
         self.awaiting = waiting

@@ -42,6 +42,11 @@ MADONVI_HEADER = "x-dongbo-madonvi"
 NEW_DOSSIER_HEADER = "x-dongbo-new-dossier"
 
 
+# Messages are handed to pika's channel without writing each to the socket at once (see `send_raw`); past
+# this many bytes waiting to be written, the publisher writes them before taking more.
+FLUSH_BYTES = 1024 * 1024
+
+
 class PublishRefused(pika.exceptions.AMQPChannelError):
     """The broker nacked a message: it did not take responsibility for it."""
 
@@ -67,6 +72,7 @@ class Publisher:
         self.returned: list[tuple[str, bytes, pika.BasicProperties]] = []  # to be sent again
         self.refused = 0
         self.opened = False
+        self.unwritten = 0  # bytes of bodies handed to pika since output was last flushed
 
     def open(self) -> Publisher:
         """Puts the channel in confirm mode and listens for returned messages; waits for the broker's answer."""
@@ -91,11 +97,22 @@ class Publisher:
     def send_raw(self, queue: str, body: bytes, props: pika.BasicProperties) -> int:
         if not self.opened:
             self.open()
-        # Counted before the call: basic_publish reads input too, and the confirm may arrive within it.
+        # Counted before the call, so that a confirm arriving during any later I/O finds it.
         self.sent += 1
         self.unconfirmed.add(self.sent)
-        self.channel.basic_publish("", queue, body, props, mandatory=True)
+        # The underlying channel only queues the frames; the connection's next turn of I/O writes them.
+        # `BlockingChannel.basic_publish` would also run the I/O loop until the socket took this one
+        # message: a poll and a write per message, a quarter of a busy indexer's time.
+        self.channel._impl.basic_publish(exchange="", routing_key=queue, body=body, properties=props, mandatory=True)
+        self.unwritten += len(body)
+        if self.unwritten >= FLUSH_BYTES:  # a long run of sends without I/O must not pile up in memory
+            self.write()
         return self.sent
+
+    def write(self) -> None:
+        """Writes everything sent so far to the socket (without waiting for confirms)."""
+        self.unwritten = 0
+        self.channel._flush_output()
 
     def publish(self, queue: str, message: Message, headers: dict[str, Any] | None = None) -> None:
         """Sends and returns once the broker has confirmed."""
@@ -115,6 +132,7 @@ class Publisher:
     def confirm_all(self) -> None:
         """Blocks until the broker has confirmed every message sent so far."""
         while True:
+            self.unwritten = 0
             self.channel._flush_output(lambda: not self.unconfirmed or self.refused)
             self.flush()
             if not self.unconfirmed:
