@@ -41,7 +41,7 @@ class DownloadHandler:
             bool(delivery.headers.get(NEW_DOSSIER_HEADER)) and not delivery.redelivered and delivery.attempt == 0
         )
         stored = []
-        for attachment in unique.values():
+        for key, attachment in unique.items():
             item = store_attachment(
                 self.source,
                 self.store,
@@ -50,6 +50,7 @@ class DownloadHandler:
                 attachment,
                 part_size=self.part_size,
                 look_first=not first_try,
+                key=key,
             )
             stored.append(item)
         self.stored.add(dossier.mahoso)

@@ -34,12 +34,14 @@ def store_attachment(
     *,
     part_size: int | None = None,
     look_first: bool = True,
+    key: str | None = None,
 ) -> StoredFile:
     """Stores one attachment (or finds it already stored identically) and describes the stored object.
 
-    `look_first=False` skips the lookup of a stored copy, for a file that cannot have one yet.
+    `look_first=False` skips the lookup of a stored copy, for a file that cannot have one yet. `key`, when
+    the caller has it already, is `object_key(madonvi, mahoso, attachment)`.
     """
-    key = object_key(madonvi, mahoso, attachment)
+    key = key or object_key(madonvi, mahoso, attachment)
     existing = store.find_complete(key) if look_first else None
     try:
         with source.open(attachment.url_file) as response:
