@@ -81,6 +81,12 @@ def test_files_are_reported_a_few_dossiers_at_a_time_and_all_before_the_mark(tmp
     assert all(isinstance(r, Done) for r in results) and marks.marked == [mahosos]
     assert 1 < len(reports.threads) <= REPORT_THREADS
 
+    # DONGBO_REPORT_CONCURRENCY bounds the calls in flight.
+    reports = _Reports()
+    gentle = AckHandler(_Marks(reports), make_engine(url), batch_size=100, report_threads=2)  # type: ignore[arg-type]
+    gentle.files = reports  # type: ignore[assignment]
+    assert all(isinstance(r, Done) for r in gentle(deliveries)) and len(reports.threads) == 2
+
     # A report that fails fails the unit's messages (retried whole); nothing is marked.
     reports = _Reports(fail_on="M-7")
     marks = _Marks(reports)

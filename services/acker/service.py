@@ -15,7 +15,7 @@ def build(settings: Settings) -> QueueService:
     client = OneStopClient.from_settings(settings)  # a missing one-stop setting stops the acker before it waits
 
     def handler(engine: Engine) -> AckHandler:
-        return AckHandler(client, engine, settings.ack_batch_size)
+        return AckHandler(client, engine, settings.ack_batch_size, report_threads=settings.report_concurrency)
 
     return queue_service(
         settings, "acker", ACK, handler, batch_size=settings.ack_batch_size, batch_wait=settings.ack_batch_seconds
