@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     index_batch_size: int = Field(default=200, gt=0)
     ack_batch_size: int = Field(default=100, gt=0)
     ack_batch_seconds: float = Field(default=2.0, gt=0)
-    # File reports (one call per dossier) the acker has in flight at once; bounded by its HTTP pool.
-    report_concurrency: int = Field(default=8, gt=0, le=32)
+    # File reports (one call per dossier) the acker has in flight at once; within its HTTP pool of 32.
+    report_concurrency: int = Field(default=8, gt=0, le=24)
     catalog_interval: float = Field(default=86400.0, gt=0)  # seconds between copies of the document-type catalog
     max_correction_bytes: int = Field(default=20 * 1024**2, gt=0)  # the one-stop system takes at most 20 MiB
 
