@@ -98,6 +98,12 @@ class CorrectionUnreadable(PermanentError):
     reason = "correction-unreadable"
 
 
+class CorrectionInProgress(TransientError):
+    """A correction of this dossier is being applied on the one-stop system: marking it waits for the outcome."""
+
+    reason = "correction-in-progress"
+
+
 class MarkSyncedRejected(OneStopError, TransientError):
     """The mark-synced call answered without `"status": 200` in its body."""
 

@@ -11,8 +11,9 @@ import requests
 from harness.pipeline import sim_dossiers
 from services.acker.handler import REPORT_THREADS, AckHandler
 from shared.broker.outcome import Delivery, Done
+from shared.db.dossier_locks import held_for_correction, held_for_marking
 from shared.db.engine import make_engine, upgrade
-from shared.errors import OneStopUnavailable, PoisonMessage
+from shared.errors import CorrectionInProgress, OneStopUnavailable, PoisonMessage, reason_of
 from shared.messages import DossierIndexed
 from shared.onestop import OneStopClient
 
@@ -93,3 +94,40 @@ def test_files_are_reported_a_few_dossiers_at_a_time_and_all_before_the_mark(tmp
     handler.client, handler.files = marks, reports  # type: ignore[assignment]
     results = handler(deliveries)
     assert all(isinstance(r, OneStopUnavailable) for r in results) and marks.marked == []
+
+
+def test_no_mark_slips_in_while_a_correction_of_the_dossier_reaches_the_one_stop_system(pg_url):
+    """The acker's check for corrections and its mark must not straddle a correction being applied: that
+    mark would undo the correction's on the one-stop system, and the corrected dossier would never come back."""
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    deliveries = [Delivery(tag=i, body=DossierIndexed(mahoso=m, madonvi="U").to_bytes(), headers={})
+                  for i, m in enumerate(["M-1", "M-2"])]
+    reports = _Reports()
+    marks = _Marks(reports)
+    handler = AckHandler(marks, engine, batch_size=100)  # type: ignore[arg-type]
+    handler.files = reports  # type: ignore[assignment]
+    # A correction of M-1 is being applied: M-1 is retried later, M-2 is marked now.
+    with held_for_correction(engine, "M-1"):
+        results = handler(deliveries)
+    assert isinstance(results[0], CorrectionInProgress) and reason_of(results[0]) == "correction-in-progress"
+    assert isinstance(results[1], Done) and marks.marked == [["M-2"]]
+
+    # A correction waits for a batch that is marking its dossier, and then goes ahead.
+    marking = threading.Event()
+
+    def batch() -> None:
+        with held_for_marking(engine, ["M-3"]) as busy:
+            assert busy == set()
+            marking.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    marking.wait(5)
+    started = time.monotonic()
+    with held_for_correction(engine, "M-3"):
+        waited = time.monotonic() - started
+    thread.join()
+    assert waited >= 0.3
+    engine.dispose()

@@ -29,8 +29,9 @@ from services.acker.file_reports import FileReporter
 from shared import observability
 from shared.broker.outcome import Delivery, Done
 from shared.db import sync_state
+from shared.db.dossier_locks import held_for_marking
 from shared.db.models import HoSo
-from shared.errors import DatabaseUnavailable
+from shared.errors import CorrectionInProgress, DatabaseUnavailable
 from shared.messages import DossierIndexed
 from shared.onestop import OneStopClient
 
@@ -67,10 +68,19 @@ class AckHandler:
             except Exception as exc:
                 results[i] = exc
         try:
-            by_unit = self._current(by_unit, results)
+            # From the corrections check to the mark, no correction of these dossiers may reach the one-stop
+            # system (shared/db/dossier_locks.py); one being applied now is retried after it.
+            with held_for_marking(self.engine, (m.mahoso for items in by_unit.values() for _, m in items)) as busy:
+                by_unit = self._not_busy(by_unit, busy, results)
+                by_unit = self._current(by_unit, results)
+                self._mark(by_unit, results)
         except sqlalchemy.exc.OperationalError as exc:
             error = DatabaseUnavailable(f"database: {exc.orig or exc}")
             return [error if result is None else result for result in results]
+        return [Done() if result is None else result for result in results]
+
+    def _mark(self, by_unit: dict[str, list[tuple[int, DossierIndexed]]],
+              results: list[Done | BaseException | None]) -> None:
         for madonvi, items in by_unit.items():
             if not items:
                 continue
@@ -90,7 +100,21 @@ class AckHandler:
             observability.DOSSIERS.labels("acker").inc(len(mahosos))
             for i, _ in items:
                 results[i] = Done()
-        return [Done() if result is None else result for result in results]
+
+    @staticmethod
+    def _not_busy(by_unit: dict[str, list[tuple[int, DossierIndexed]]], busy: set[str],
+                  results: list[Done | BaseException | None]) -> dict[str, list[tuple[int, DossierIndexed]]]:
+        if not busy:
+            return by_unit
+        kept: dict[str, list[tuple[int, DossierIndexed]]] = {}
+        for madonvi, items in by_unit.items():
+            for i, message in items:
+                if message.mahoso in busy:
+                    results[i] = CorrectionInProgress(f"dossier {message.mahoso}: a correction is being applied "
+                                                      "on the one-stop system; marking it waits for the outcome")
+                else:
+                    kept.setdefault(madonvi, []).append((i, message))
+        return kept
 
     def _report_files(self, madonvi: str, mahosos: list[str]) -> None:
         """Reports the files of these dossiers, a slice per thread; raises the first failure once all ended.

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from services.corrections import records
 from services.downloader.http_fetch import FileSource
 from shared.broker.outcome import Delivery, Done
+from shared.db.dossier_locks import held_for_correction
 from shared.db.models import HoSo
 from shared.errors import (
     CorrectionRefused,
@@ -64,6 +65,15 @@ class CorrectionHandler:
             log.info("correction %s already applied; nothing to do", message.correction_id, extra=extra)
             return Done()
         content = self._content(message) if message.action == "replace" else None
+        try:
+            # No batch of the acker may mark this dossier between our look at the one-stop system and the
+            # outcome recorded below (shared/db/dossier_locks.py): its mark would undo the correction's.
+            with held_for_correction(self.engine, message.mahoso):
+                return self._apply(message, content, extra)
+        except sqlalchemy.exc.OperationalError as exc:
+            raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None
+
+    def _apply(self, message: CorrectionRequested, content: bytes | None, extra: dict) -> Done:
         current = self._current_files(message)
         if current is not None and self._in_place(message, current):
             records.finish(self.engine, message.correction_id, records.APPLIED,
