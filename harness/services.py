@@ -362,7 +362,11 @@ def _weed_binary() -> str:
 def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
     port = int(endpoint.rsplit(":", 1)[1])
     env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
-    ports = {name: free_port() for name in ("master", "volume", "filer", "webdav", "admin")}
+    # Every port chosen here, gRPC ones too: left to itself, `weed mini` derives each gRPC port (HTTP port +
+    # 10000) and, when that is taken, picks another that may be one of the ports given below.
+    names = ("master", "volume", "filer", "webdav", "admin", "master.grpc", "volume.grpc", "filer.grpc",
+             "s3.grpc", "admin.grpc")
+    ports = {name: free_port() for name in names}
     args = [
         _weed_binary(),
         "mini",
@@ -375,6 +379,7 @@ def _spawn_weed(endpoint: str, data_dir: str) -> subprocess.Popen:
         f"-filer.port={ports['filer']}",
         f"-webdav.port={ports['webdav']}",
         f"-admin.port={ports['admin']}",
+        *(f"-{name.replace('.grpc', '')}.port.grpc={ports[name]}" for name in names if name.endswith(".grpc")),
         "-admin.ui=false",
         # Off: their fixed default ports would clash with any other SeaweedFS on the machine.
         "-s3.port.iceberg=0",
@@ -389,6 +394,8 @@ def _wait_s3(server: S3Server) -> None:
     client = server.client()
 
     def ready():
+        if server.process is not None and server.process.poll() is not None:
+            raise AssertionError(f"the S3 server exited with {server.process.returncode}")
         client.list_buckets()
         return True
 
@@ -405,16 +412,23 @@ def start_s3() -> S3Server:
         )
         _wait_s3(server)
         return server
-    data_dir = tempfile.mkdtemp(prefix="dongbo-s3-")
-    server = S3Server(f"127.0.0.1:{free_port()}", S3_ACCESS_KEY, S3_SECRET_KEY, data_dir=data_dir)
-    server.process = _spawn_weed(server.endpoint, data_dir)
-    try:
-        _wait_s3(server)
-    except AssertionError:
-        server.stop()
-        tail = (Path(data_dir) / "weed.log").read_text(errors="replace")[-2000:]
-        raise MissingService(f"SeaweedFS did not start; its log ends with:\n{tail}") from None
-    return server
+    # A port found free can be taken before SeaweedFS binds it (by a test on another worker): then it
+    # exits at once, and a second try on other ports starts it.
+    for attempt in range(3):
+        data_dir = tempfile.mkdtemp(prefix="dongbo-s3-")
+        server = S3Server(f"127.0.0.1:{free_port()}", S3_ACCESS_KEY, S3_SECRET_KEY, data_dir=data_dir)
+        server.process = _spawn_weed(server.endpoint, data_dir)
+        try:
+            _wait_s3(server)
+            return server
+        except AssertionError:
+            server.stop()
+            tail = (Path(data_dir) / "weed.log").read_text(errors="replace")[-2000:]
+            if attempt < 2 and "address already in use" in tail:
+                shutil.rmtree(data_dir, ignore_errors=True)
+                continue
+            raise MissingService(f"SeaweedFS did not start; its log ends with:\n{tail}") from None
+    raise AssertionError("unreachable")
 
 
 # -- the one-stop simulator -------------------------------------------------------------------------
