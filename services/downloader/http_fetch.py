@@ -335,7 +335,10 @@ class FileSource:
         written_host = raw_host(url)
         try:
             # requests quotes spaces and non-ASCII (UTF-8), and leaves valid %XX escapes, `!` and `~` alone.
-            prepared = session.prepare_request(requests.Request("GET", url))
+            # Prepared directly with the session's headers: `Session.prepare_request` would also merge cookies
+            # (never kept here), hooks and settings, at nearly three times the cost per request.
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method="GET", url=url, headers=session.headers)
         except (requests.exceptions.RequestException, ValueError, UnicodeError):
             raise ForbiddenHost(f"file URL on {written_host} is not a valid http(s) URL") from None
         assert prepared.url is not None
