@@ -87,10 +87,7 @@ def plain_copy_floor(world: World, dossiers: int, threads: int) -> dict | None:
     corpus = Corpus.of(world.sim.root)
     sample = corpus.listing[:dossiers]
     files = [(f["url_file"], f["size"], f"floor/{d['mahoso']}/{n}") for d in sample for n, f in enumerate(d["files"])]
-    others = {"simulator": world.sim.process.pid,
-              "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
-              "plain-copy": psutil.Process().pid}
-    cpu = CpuDelta(others)
+    cpu = CpuDelta(world.server_pids() | {"plain-copy": psutil.Process().pid})
     s3 = world.stack.s3
     wall = plain_copy(files, s3_endpoint=s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key,
                       bucket=world.bucket, threads=threads)

@@ -35,13 +35,7 @@ def run_pipeline(world: World, link: str, workload: str, *, workers: int, thread
     """`profile_dir`: attach py-spy to every service process and write its samples there."""
     corpus = world.corpus
     pipeline = world.pipeline(**BENCH_ENV, DONGBO_DOWNLOAD_CONCURRENCY=str(threads_per_worker), **(extra_env or {}))
-    others = CpuDelta(
-        {
-            "simulator": world.sim.process.pid,
-            "s3": world.stack.s3.process.pid if world.stack.s3.process else None,
-            "rabbitmq": rabbitmq_pid(world.stack.rabbit_url),
-        }
-    )
+    others = CpuDelta(world.server_pids() | {"rabbitmq": rabbitmq_pid(world.stack.rabbit_url)})
     with RssSampler() as sampler, DatabaseCpu(world.database_url) as database_cpu:
         started_wall = time.time()
         started = time.monotonic()

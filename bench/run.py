@@ -24,7 +24,7 @@ from bench.baselines import plain_copy, sequential_script
 from bench.measure import CpuDelta, DatabaseCpu, Result
 from bench.memory import downloader_probe, fetcher_probe
 from bench.pipeline_run import run_pipeline
-from bench.stack import Stack, World, fresh_world
+from bench.stack import Stack, fresh_world
 from bench.workloads import LINKS, Link, Workload, workload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -132,7 +132,7 @@ def log(text: str) -> None:
 
 def measure_plain(stack: Stack, load: Workload, link: Link, threads: int) -> Result:
     with fresh_world(stack, load, link, database=False) as world:
-        cpu = CpuDelta(_others(world) | {"plain-copy": psutil.Process().pid})
+        cpu = CpuDelta(world.server_pids() | {"plain-copy": psutil.Process().pid})
         wall = plain_copy(
             world.corpus.files,
             s3_endpoint=stack.s3.endpoint,
@@ -162,7 +162,7 @@ def measure_plain(stack: Stack, load: Workload, link: Link, threads: int) -> Res
 
 def measure_sequential(stack: Stack, load: Workload, link: Link) -> Result:
     with fresh_world(stack, load, link, database=True) as world:
-        cpu = CpuDelta(_others(world) | {"sequential": psutil.Process().pid})
+        cpu = CpuDelta(world.server_pids() | {"sequential": psutil.Process().pid})
         with DatabaseCpu(world.database_url) as database_cpu:
             wall, done = sequential_script(
                 world.sim.api_url,
@@ -215,10 +215,6 @@ def measure_pipeline(
             profile_dir=profile,
             profile_idle=profile_idle,
         )
-
-
-def _others(world: World) -> dict:
-    return {"simulator": world.sim.process.pid, "s3": world.stack.s3.process.pid if world.stack.s3.process else None}
 
 
 # -- the run --------------------------------------------------------------------------------------

@@ -62,6 +62,11 @@ class World:
                                   pg_url=self.database_url or "", s3=self.stack.s3, bucket=self.bucket,
                                   queue_prefix=self.queue_prefix, DONGBO_RETRY_DELAYS=RETRY_DELAYS, **env)
 
+    def server_pids(self) -> dict[str, int | None]:
+        """The simulator's and the S3 server's processes, whose CPU every measurement counts."""
+        return {"simulator": self.sim.process.pid,
+                "s3": self.stack.s3.process.pid if self.stack.s3.process else None}
+
     def synced_count(self) -> tuple[int, int]:
         """(synced, still pending) as the simulator counts them."""
         import requests

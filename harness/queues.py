@@ -14,15 +14,19 @@ def messages(rabbit_url: str, queue: str, *, remove: bool = False) -> list[tuple
     acknowledgement and go back when the connection closes."""
     connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
     try:
-        channel = connection.channel()
-        found = []
-        while True:
-            method, props, body = channel.basic_get(queue, auto_ack=remove)
-            if method is None:
-                return found
-            found.append((props.headers or {}, body))
+        return take(connection.channel(), queue, remove=remove)
     finally:
         connection.close()
+
+
+def take(channel, queue: str, *, remove: bool = True) -> list[tuple[dict, bytes]]:
+    """(headers, body) of every message in `queue` on an open channel; removed unless `remove=False`."""
+    found = []
+    while True:
+        method, props, body = channel.basic_get(queue, auto_ack=remove)
+        if method is None:
+            return found
+        found.append((props.headers or {}, body))
 
 
 def dead_letters(rabbit_url: str, topology: Topology) -> list[tuple[object, str]]:

@@ -20,6 +20,7 @@ import sqlalchemy
 
 from cli.main import main
 from harness.pipeline import queue_depths, sim_dossiers
+from harness.queues import take
 from harness.services import ROOT, free_port, wait_for
 from shared.broker.outcome import (
     ATTEMPTS_HEADER,
@@ -111,15 +112,6 @@ def depth(channel, queue: str) -> int:
     return channel.queue_declare(queue, passive=True).method.message_count
 
 
-def drain(channel, queue: str) -> list[tuple[dict, bytes]]:
-    messages = []
-    while True:
-        method, props, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return messages
-        messages.append((props.headers or {}, body))
-
-
 @pytest.fixture
 def dead_letters(channel, topology):
     """Five dead letters: three services' in download, one in index, one the broker's own (M5)."""
@@ -193,7 +185,7 @@ def test_dlq_replay_moves_only_the_matching_ones_with_a_fresh_start(settings_env
         what="nothing moved by the second replay",
     )
 
-    replayed = drain(dead_letters, work)
+    replayed = take(dead_letters, work)
     assert sorted(h[MAHOSO_HEADER] for h, _ in replayed) == ["M1", "M2", "M5"]
     for headers, body in replayed:
         assert headers[ATTEMPT_HEADER] == 0
@@ -215,7 +207,7 @@ def test_dlq_declares_missing_queues_and_replays_onto_a_deleted_work_queue(
 
     dead_letters.queue_delete(topology.queue("download"))
     assert dongbo_json(capsys, "dlq", "replay", "--mahoso", "M3")["total"] == 1
-    [(headers, _)] = drain(dead_letters, topology.queue("download"))
+    [(headers, _)] = take(dead_letters, topology.queue("download"))
     assert headers[MAHOSO_HEADER] == "M3" and headers[ATTEMPT_HEADER] == 0
 
 
@@ -247,7 +239,7 @@ def test_dlq_republishes_a_message_given_back_often_instead_of_wearing_it_out(
             "delivery-limit",
             topology.queue("download"),
         )
-    [(headers, _)] = drain(channel, topology.dead_letter_queue("download"))
+    [(headers, _)] = take(channel, topology.dead_letter_queue("download"))
     assert headers["x-delivery-count"] < 3  # the copy started counting anew
     assert headers[REASON_HEADER] == "delivery-limit"  # and keeps its story in dongbo's own headers
 
@@ -595,7 +587,7 @@ def test_backfill_pulls_a_range_in_windows_resumes_and_restarts(
     assert result.returncode == 0, result.stderr
     assert "forgot 12 finished windows" in result.stdout and "(0 finished earlier)" in result.stdout
     assert sync_calls(sim) - before == 12
-    queued = [headers[MAHOSO_HEADER] for headers, _ in drain(channel, topology.queue("download"))]
+    queued = [headers[MAHOSO_HEADER] for headers, _ in take(channel, topology.queue("download"))]
     assert sorted(queued) == sorted(expected)
 
 

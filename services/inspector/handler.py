@@ -72,17 +72,17 @@ class InspectHandler:
             raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None
 
     def _write(self, mahoso: str, found: list[tuple[FileRef, Facts]]) -> None:
+        """The facts of a dossier's files, in one statement."""
         if not found:
             return
-        table = PDF_FACTS
         now = datetime.now(UTC)
+        rows = [{"object_key": ref.object_key, "mahoso": mahoso, "sha256": facts.sha256, "is_pdf": facts.is_pdf,
+                 "pages": facts.pages, "signed": facts.signed, "pdfa": facts.pdfa, "problem": facts.problem,
+                 "inspected_at": now} for ref, facts in found]
         try:
             with self.engine.begin() as connection:
-                for ref, facts in found:
-                    values = {"mahoso": mahoso, "sha256": facts.sha256, "is_pdf": facts.is_pdf, "pages": facts.pages,
-                              "signed": facts.signed, "pdfa": facts.pdfa, "problem": facts.problem,
-                              "inspected_at": now}
-                    stmt = insert_for(connection, table).values(object_key=ref.object_key, **values)
-                    connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=values))
+                stmt = insert_for(connection, PDF_FACTS)
+                updated = {name: stmt.excluded[name] for name in rows[0] if name != "object_key"}
+                connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=updated), rows)
         except sqlalchemy.exc.OperationalError as exc:
             raise DatabaseUnavailable(f"database: {exc.orig or exc}") from None
