@@ -29,7 +29,8 @@ import threading
 import time
 from typing import Any
 
-from requests.adapters import HTTPAdapter
+import certifi
+from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -205,9 +206,14 @@ class _CheckedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = CheckedHTTPSConnection
 
 
-class CheckedAdapter(HTTPAdapter):
-    """requests' adapter with the checked connections in its pools."""
+def checked_pool_manager(pool_size: int, verify_tls: bool) -> PoolManager:
+    """A connection pool per file host, thread-safe, whose every connection is a checked one.
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
+    `pool_size` connections per host are kept for reuse (more may be open at once, and are closed when
+    returned to a full pool). Certificates are checked against certifi's roots, as requests does.
+    """
+    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()} if verify_tls else {
+        "cert_reqs": "CERT_NONE"}
+    manager = PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False, **tls)
+    manager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
+    return manager

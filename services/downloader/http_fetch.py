@@ -6,20 +6,22 @@ So:
 - every URL, and every redirect hop, must name a host listed in DONGBO_ALLOWED_FILE_HOSTS (the rules are in
   `services.downloader.url_policy`), and the address each connection reaches is checked again after connect
   (`services.downloader.guard`), so DNS rebinding cannot move a checked name onto the metadata service;
-- redirects are followed here, a bounded number of hops, and a redirect's body is never read: requests'
-  `Session.send` reads and decodes it to resolve `response.next` even with `allow_redirects=False`, which
-  is why requests go straight to the connection adapter; a `Location` that is not UTF-8 is a refusal;
+- redirects are followed here, a bounded number of hops, and a redirect's body is never read; a
+  `Location` that is not UTF-8 is a refusal;
 - bodies stream in chunks, decoded here a bounded piece at a time (`ContentDecoder`), with the size limit
   counted on the decoded bytes, so a gzip bomb is refused as file-too-large after one chunk of memory;
 - a body that ends early is an error, never a shorter file;
 - each file has a total deadline (DONGBO_FILE_DEADLINE) covering every hop and the whole body; past it
   the sockets are shut down and the transfer fails as `FileTooSlow` (retried, then parked as
   `file-too-slow`), however politely the host drips its bytes.
+
+URLs are quoted as requests quotes them (what a file host has always been sent), and the request goes
+straight to urllib3's pool: requests' session and adapter would add nothing here but CPU per file (cookies,
+hooks, environment settings, a second copy of the headers).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
 import logging
 import threading
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ import requests
 import urllib3
 
 from services.downloader.errors import FileTooSlow
-from services.downloader.guard import CheckedAdapter, Transfer
+from services.downloader.guard import Transfer, checked_pool_manager
 from services.downloader.url_policy import (
     HostPolicy,
     Resolver,
@@ -49,12 +51,14 @@ from shared.errors import (
     RedirectLoop,
     TruncatedBody,
 )
-from shared.onestop.transport import ContentDecoder, UndecodableBody, no_retries
+from shared.onestop.transport import ContentDecoder, UndecodableBody
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 USER_AGENT = "dongbo/0.1 (+file transfer)"
+# No cookies are kept, no credentials sent and no proxy used: nothing a file host or the environment sets.
+HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*", "Connection": "keep-alive"}
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # The default total time for one file: DONGBO_MAX_FILE_BYTES at a slow link's 1 MB/s, plus a fifth for
 # the redirects, the connection and the upload, and never under ten minutes. 2 GiB gives about 43 min,
@@ -69,22 +73,12 @@ def default_deadline(max_bytes: int) -> float:
     return max(MIN_DEADLINE, max_bytes / SLOW_LINK_BYTES_PER_SECOND * 1.2)
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """Files need no cookies; a jar shared by every URL of a thread would only leak them between hosts."""
-
-    def set_ok(self, cookie, request):
-        return False
-
-    def return_ok(self, cookie, request):
-        return False
-
-
 class FileResponse:
     """An open file body: its headers, and its bytes as checked chunks."""
 
     def __init__(
         self,
-        response: requests.Response,
+        response: urllib3.BaseHTTPResponse,
         url: str,
         host: str,
         max_bytes: int,
@@ -93,7 +87,7 @@ class FileResponse:
     ):
         self.url = url
         self.host = host
-        self.status = response.status_code
+        self.status = response.status
         self.etag: str | None = response.headers.get("ETag") or None
         self.server_content_type: str | None = response.headers.get("Content-Type") or None
         self.bytes_read = 0
@@ -119,7 +113,7 @@ class FileResponse:
         decoder = self._decoder
         try:
             # Raw bytes from urllib3, decoded here: never more than one chunk of decoded data at once.
-            for data in self._response.raw.stream(chunk_size, decode_content=False):
+            for data in self._response.stream(chunk_size, decode_content=False):
                 decoder.feed(data)
                 while chunk := decoder.take(chunk_size):
                     self.bytes_read += len(chunk)
@@ -140,7 +134,7 @@ class FileResponse:
             raise TruncatedBody(
                 f"file from {self.host} stalled: no data for {self._read_timeout:g}s after {self.bytes_read} bytes"
             ) from None
-        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             # ProtocolError (IncompleteRead, connection reset), DecodeError, SSLError and friends.
             raise TruncatedBody(
                 f"file from {self.host} broke off after {self.bytes_read} bytes"
@@ -157,14 +151,20 @@ class FileResponse:
 
     def close(self, reuse: bool = True) -> None:
         if self.complete and reuse:
-            self._response.raw.release_conn()  # a fully read connection goes back to the pool for reuse
+            self._response.release_conn()  # a fully read connection goes back to the pool for reuse
         else:
             # A half-read one is dropped: its unread bytes would poison the next request. So is one whose
             # socket the deadline shut down.
-            self._response.close()
+            _discard(self._response)
 
 
-def _content_length(response: requests.Response) -> int | None:
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Closes a response with its connection; the pool's slot comes back empty and connects anew when used."""
+    response.close()
+    response.release_conn()
+
+
+def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
     value = response.headers.get("Content-Length")
     if value is None:
         return None
@@ -176,7 +176,7 @@ def _content_length(response: requests.Response) -> int | None:
 
 
 class FileSource:
-    """Opens attachment URLs that `HostPolicy` allows; one requests.Session (connection pool) per thread."""
+    """Opens attachment URLs that `HostPolicy` allows, over one thread-safe pool of checked connections."""
 
     def __init__(
         self,
@@ -198,9 +198,8 @@ class FileSource:
         self.read_timeout = read_timeout
         self.verify_tls = verify_tls
         self.max_redirects = max_redirects
-        self._pool_size = pool_size
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._http = checked_pool_manager(pool_size, verify_tls)
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._lock = threading.Lock()
         self._active: set[Transfer] = set()
 
@@ -234,7 +233,7 @@ class FileSource:
                 try:
                     response, final_url, host = self._get(url)
                     if transfer.expired:  # the headers "ended" because the deadline shut the socket
-                        response.close()
+                        _discard(response)
                         raise FileTooSlow("")
                     file = FileResponse(response, final_url, host, self.max_bytes, self.read_timeout, transfer)
                     if file.content_length is not None and file.content_length > self.max_bytes:
@@ -274,79 +273,67 @@ class FileSource:
         A dry run: it also resolves the name and checks the addresses, which a real fetch leaves to the
         check of the connected socket.
         """
-        prepared = self._prepare(self._session(), literal_url(url))[0]
-        assert prepared.url is not None
-        return prepared.url
+        return self._prepare(literal_url(url))[0]
 
     def close(self) -> None:
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._http.clear()
 
     # -- one request, hop by hop -----------------------------------------------------------------
 
-    def _get(self, url: str) -> tuple[requests.Response, str, str]:
-        session = self._session()
+    def _get(self, url: str) -> tuple[urllib3.BaseHTTPResponse, str, str]:
         seen: set[str] = set()
         current = literal_url(url)
         for _hop in range(self.max_redirects + 1):
-            prepared, host = self._prepare(session, current, resolve=False)  # the connection checks its address
-            request_url = prepared.url
-            assert request_url is not None
+            request_url, host = self._prepare(current, resolve=False)  # the connection checks its address
             if request_url in seen:
                 raise RedirectLoop(f"file URL on {host} redirects in a circle")
             seen.add(request_url)
             try:
-                # The adapter, not session.send: that would read and decode a redirect's body (see above).
-                response = session.get_adapter(request_url).send(
-                    prepared,
-                    stream=True,
-                    timeout=(self.connect_timeout, self.read_timeout),
-                    verify=self.verify_tls,
-                    proxies={},
+                # No redirects, retries or decoding by urllib3: each hop is checked here, a failure is the
+                # queue's to retry, and the body is decoded a bounded piece at a time.
+                response = self._http.urlopen(
+                    "GET", request_url, headers=HEADERS, redirect=False, retries=False,
+                    preload_content=False, decode_content=False, timeout=self._timeout,
                 )
-            except requests.exceptions.Timeout:
-                raise FileSourceUnavailable(f"file host {host} timed out") from None
-            except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
-                raise FileSourceUnavailable(f"file host {host} could not be reached: {type(exc).__name__}") from None
-            except requests.exceptions.RequestException as exc:  # InvalidURL and the like: never fetchable
+            except urllib3.exceptions.LocationParseError as exc:  # never fetchable, however often retried
                 raise FileRefused(f"file URL on {host} cannot be requested: {type(exc).__name__}") from None
-            if response.status_code in REDIRECTS and response.headers.get("Location"):
+            except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it is a subclass
+                raise FileSourceUnavailable(f"file host {host} could not be reached: {type(exc).__name__}") from None
+            except urllib3.exceptions.TimeoutError:
+                raise FileSourceUnavailable(f"file host {host} timed out") from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise FileSourceUnavailable(f"file host {host} could not be reached: {type(exc).__name__}") from None
+            if response.status in REDIRECTS and response.headers.get("Location"):
                 location = response.headers["Location"]
                 # Closed unread: the body of a redirect is never needed, and could be a bomb. The
                 # connection goes with it (a new one costs far less than the risk).
-                response.close()
-                current = urljoin(request_url, _location_text(location, host, response.status_code))
+                _discard(response)
+                current = urljoin(request_url, _location_text(location, host, response.status))
                 log.debug("file URL on %s redirects to %s", host, _describe(current))
                 continue
             try:
                 self._check_status(response, host)
             except BaseException:
-                response.close()
+                _discard(response)
                 raise
             return response, request_url, host
         raise RedirectLoop(f"file URL on {host} redirects more than {self.max_redirects} times")
 
-    def _prepare(
-        self, session: requests.Session, url: str, *, resolve: bool = True
-    ) -> tuple[requests.PreparedRequest, str]:
-        """The request as it will go out, after checking the host it will connect to."""
+    def _prepare(self, url: str, *, resolve: bool = True) -> tuple[str, str]:
+        """The URL as it will be requested and the host it names, after checking that host."""
         written_host = raw_host(url)
         try:
             # requests quotes spaces and non-ASCII (UTF-8), and leaves valid %XX escapes, `!` and `~` alone.
-            # Prepared directly with the session's headers: `Session.prepare_request` would also merge cookies
-            # (never kept here), hooks and settings, at nearly three times the cost per request.
             prepared = requests.PreparedRequest()
-            prepared.prepare(method="GET", url=url, headers=session.headers)
+            prepared.prepare_url(url, None)
         except (requests.exceptions.RequestException, ValueError, UnicodeError):
             raise ForbiddenHost(f"file URL on {written_host} is not a valid http(s) URL") from None
         assert prepared.url is not None
-        return prepared, self.policy.check_request_url(prepared.url, written_host, resolve=resolve)
+        return prepared.url, self.policy.check_request_url(prepared.url, written_host, resolve=resolve)
 
     @staticmethod
-    def _check_status(response: requests.Response, host: str) -> None:
-        status = response.status_code
+    def _check_status(response: urllib3.BaseHTTPResponse, host: str) -> None:
+        status = response.status
         if status in (200, 203):
             return
         if status in (404, 410):
@@ -354,23 +341,6 @@ class FileSource:
         if status in (408, 429) or status >= 500:
             raise FileSourceUnavailable(f"file host {host} answered {status}")
         raise FileRefused(f"file host {host} answered {status}")
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxies or .netrc credentials from the environment
-            session.cookies.set_policy(_NoCookies())
-            session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"})
-            adapter = CheckedAdapter(
-                pool_connections=self._pool_size, pool_maxsize=self._pool_size, max_retries=no_retries()
-            )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._local.session = session
-            with self._lock:
-                self._sessions.append(session)
-        return session
 
 
 def _location_text(value: str, host: str, status: int) -> str:
