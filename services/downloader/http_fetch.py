@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from urllib3.util import Url
 
 from services.downloader.errors import FileTooSlow
 from services.downloader.guard import Transfer, checked_pool_manager
@@ -284,16 +285,18 @@ class FileSource:
         seen: set[str] = set()
         current = literal_url(url)
         for _hop in range(self.max_redirects + 1):
-            request_url, host = self._prepare(current, resolve=False)  # the connection checks its address
+            request_url, parts, host = self._prepare(current, resolve=False)  # the connection checks its address
             if request_url in seen:
                 raise RedirectLoop(f"file URL on {host} redirects in a circle")
             seen.add(request_url)
             try:
                 # No redirects, retries or decoding by urllib3: each hop is checked here, a failure is the
                 # queue's to retry, and the body is decoded a bounded piece at a time.
-                response = self._http.urlopen(
-                    "GET", request_url, headers=HEADERS, redirect=False, retries=False,
-                    preload_content=False, decode_content=False, timeout=self._timeout,
+                # The pool is picked from the URL as checked: parsed once, not again by the pool manager.
+                pool = self._http.connection_from_host(parts.host, port=parts.port, scheme=parts.scheme)
+                response = pool.urlopen(
+                    "GET", parts.request_uri, headers=HEADERS, redirect=False, retries=False,
+                    assert_same_host=False, preload_content=False, decode_content=False, timeout=self._timeout,
                 )
             except urllib3.exceptions.LocationParseError as exc:  # never fetchable, however often retried
                 raise FileRefused(f"file URL on {host} cannot be requested: {type(exc).__name__}") from None
@@ -319,8 +322,8 @@ class FileSource:
             return response, request_url, host
         raise RedirectLoop(f"file URL on {host} redirects more than {self.max_redirects} times")
 
-    def _prepare(self, url: str, *, resolve: bool = True) -> tuple[str, str]:
-        """The URL as it will be requested and the host it names, after checking that host."""
+    def _prepare(self, url: str, *, resolve: bool = True) -> tuple[str, Url, str]:
+        """The URL as it will be requested, parsed, and the host it names, after checking that host."""
         written_host = raw_host(url)
         try:
             # requests quotes spaces and non-ASCII (UTF-8), and leaves valid %XX escapes, `!` and `~` alone.
@@ -329,7 +332,8 @@ class FileSource:
         except (requests.exceptions.RequestException, ValueError, UnicodeError):
             raise ForbiddenHost(f"file URL on {written_host} is not a valid http(s) URL") from None
         assert prepared.url is not None
-        return prepared.url, self.policy.check_request_url(prepared.url, written_host, resolve=resolve)
+        host, parts = self.policy.check_request_url(prepared.url, written_host, resolve=resolve)
+        return prepared.url, parts, host
 
     @staticmethod
     def _check_status(response: urllib3.BaseHTTPResponse, host: str) -> None:

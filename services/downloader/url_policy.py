@@ -23,7 +23,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import idna
-from urllib3.util import parse_url
+from urllib3.util import Url, parse_url
 
 from shared.errors import ConfigError, FileSourceUnavailable, ForbiddenHost
 
@@ -111,10 +111,11 @@ class HostPolicy:
         # The networks of the cloud metadata service; an attribute so a test can put one on loopback.
         self.metadata_networks: tuple = _METADATA_NETWORKS
 
-    def check_request_url(self, url: str, written_host: str, *, resolve: bool = True) -> str:
-        """The host a prepared request `url` will connect to; ForbiddenHost unless it may.
+    def check_request_url(self, url: str, written_host: str, *, resolve: bool = True) -> tuple[str, Url]:
+        """The host a prepared request `url` will connect to, and the URL parsed; ForbiddenHost unless it may.
 
-        `written_host` is `raw_host` of the URL as written, before requests quoted it.
+        `written_host` is `raw_host` of the URL as written, before requests quoted it. The parsed URL is the
+        one the request is then sent by, so the host checked is the host connected to.
         """
         parts = parse_url(url)  # urllib3's parser: the one that picks the host to connect to
         if parts.scheme not in ("http", "https"):
@@ -129,7 +130,7 @@ class HostPolicy:
             raise ForbiddenHost(f"file URL names an ambiguous host ({written_host} or {host})")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.check_host(host, port, resolve=resolve)
-        return host
+        return host, parts
 
     def check_host(self, host: str, port: int, *, resolve: bool = True) -> None:
         """ForbiddenHost unless `host:port` is listed; with `resolve`, also checks what the name resolves to."""
