@@ -71,6 +71,15 @@ def park_one(rabbit_url: str, topology: Topology, pg_url: str) -> str:
     channel.basic_ack(method.delivery_tag)
     connection.close()
     engine = make_engine(pg_url)
+
+    def handed_on() -> bool:
+        with engine.connect() as db:
+            return db.execute(sqlalchemy.text("SELECT status FROM sync_state WHERE mahoso = :m"),
+                              {"m": mahoso}).scalar() == "queued"
+
+    # The fetcher records a chunk as handed on once the broker has confirmed it, which on a busy machine can
+    # come after this message was taken: parked only then, or that record would set it back to queued.
+    wait_for(handed_on, timeout=30, interval=0.1, what=f"{mahoso} recorded as handed on")
     with engine.begin() as db:
         db.execute(sqlalchemy.text(
             "UPDATE sync_state SET status = 'failed', attempts = 4, last_reason = 'file-not-found', "
