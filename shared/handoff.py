@@ -179,6 +179,7 @@ def hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: s
     for group in [batch] + [[m] for m in alone]:
         if not group:
             continue
+        handed_at = sync_state.now()
         try:
             for message in group:
                 headers = {NEW_DOSSIER_HEADER: True} if states.get(message.mahoso) is None else None
@@ -188,7 +189,7 @@ def hand_on(publisher: Publisher, engine: Engine, topology: Topology, madonvi: s
             raise ChunkRefused(madonvi, [m.mahoso for m in group], exc) from exc
         refusals.suspects.difference_update(m.mahoso for m in group)
         with engine.begin() as connection:  # recorded only once confirmed
-            sync_state.record_published(connection, [(m.mahoso, m.madonvi, m.source_hash) for m in group])
+            sync_state.record_published(connection, [(m.mahoso, m.madonvi, m.source_hash) for m in group], handed_at)
 
 
 def _dead_letter_invalid(

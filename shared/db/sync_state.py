@@ -48,12 +48,20 @@ def load(connection: Connection, mahosos: Sequence[str]) -> dict[str, dict]:
     return {row["mahoso"]: dict(row) for row in rows}
 
 
-def record_published(connection: Connection, dossiers: Iterable[tuple[str, str, str]]) -> None:
-    """The fetcher handed these (mahoso, madonvi, source_hash) to the pipeline."""
+def record_published(
+    connection: Connection, dossiers: Iterable[tuple[str, str, str]], handed_at: datetime | None = None
+) -> None:
+    """The fetcher handed these (mahoso, madonvi, source_hash) to the pipeline, from `handed_at` on.
+
+    Recorded once the broker has confirmed them, by which time a quick stage may already have written a
+    dossier's state (a file refused at once parks it within milliseconds). A state written since
+    `handed_at` is that stage's word on this very delivery and stays.
+    """
     at = now()
+    handed_at = handed_at or at
     rows = [
         {"mahoso": m, "madonvi": u, "status": QUEUED, "source_hash": h, "publish_count": 1, "attempts": 0,
-         "first_seen_at": at, "published_at": at, "updated_at": at}
+         "first_seen_at": at, "published_at": handed_at, "updated_at": at}
         for m, u, h in dossiers
     ]
     if not rows:
@@ -66,7 +74,8 @@ def record_published(connection: Connection, dossiers: Iterable[tuple[str, str, 
         set_={
             # A dossier already synced that comes back is marked again, but stays counted as synced
             # until the acker confirms once more.
-            "status": case((table.c.status == SYNCED, SYNCED), else_=QUEUED),
+            "status": case((table.c.status == SYNCED, SYNCED),
+                           (table.c.updated_at >= stmt.excluded.published_at, table.c.status), else_=QUEUED),
             "source_hash": stmt.excluded.source_hash,
             "publish_count": table.c.publish_count + 1,
             "published_at": stmt.excluded.published_at,
