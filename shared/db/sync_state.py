@@ -61,7 +61,7 @@ def record_published(
     handed_at = handed_at or at
     rows = [
         {"mahoso": m, "madonvi": u, "status": QUEUED, "source_hash": h, "publish_count": 1, "attempts": 0,
-         "first_seen_at": at, "published_at": handed_at, "updated_at": at}
+         "first_seen_at": handed_at, "published_at": handed_at, "updated_at": at}
         for m, u, h in dossiers
     ]
     if not rows:
