@@ -84,17 +84,22 @@ def test_the_leader_of_the_work_queues_stops_and_comes_back(cluster, simulator_f
     )
     pipeline.dongbo("db", "upgrade")
     topology = Topology(prefix, tuple(float(d) for d in DELAYS.split(",")))
+    # The queues are declared (as every service declares them) and the leader looked up before the services
+    # start: a leader stays put while its nodes are up, and the lookup (a CLI call) can take longer on a busy
+    # machine than the whole run.
+    connection = connect(cluster.url, "test")
+    try:
+        topology.declare(connection.channel())
+    finally:
+        connection.close()
+    # Quorum queues as always: each with a replica on every node.
+    wait_for(lambda: len(members(cluster, prefix)) == len(topology.names()), timeout=60, interval=0.5,
+             what="every queue declared")
+    assert set(members(cluster, prefix).values()) == {3}, members(cluster, prefix)
+    leader = cluster.leader_of(f"{prefix}.download")
     started = time.monotonic()
     pipeline.start_all(downloaders=2)
     try:
-        # Quorum queues as always: each with a replica on every node.
-        wait_for(lambda: len(members(cluster, prefix)) == len(topology.names()), timeout=60, interval=0.5,
-                 what="every queue declared")
-        assert set(members(cluster, prefix).values()) == {3}, members(cluster, prefix)
-
-        # Looked up before the run gets going: a leader stays put while its nodes are up, and the lookup (a
-        # CLI call) can take longer on a busy machine than the pipeline takes to finish.
-        leader = cluster.leader_of(f"{prefix}.download")
         # Mid-run by the files moved, not by the marks: the acker marks in batches, and on a busy machine its
         # first marks can come when most files are already stored.
         wait_for(lambda: files_fetched(sim) >= 40, timeout=90, interval=0.2, what="the first files moved")
