@@ -40,6 +40,7 @@ from shared.broker.outcome import (
     SERVICE_HEADER,
 )
 from shared.broker.topology import Topology
+from shared.db import sync_state
 from shared.db.engine import make_engine
 
 pytestmark = pytest.mark.slow
@@ -62,7 +63,8 @@ def park_one(rabbit_url: str, topology: Topology, pg_url: str) -> str:
     method, props, body = wait_for(lambda: (lambda got: got if got[0] else None)(channel.basic_get(work)),
                                    timeout=60, what="a fetched dossier in the download queue")
     headers = dict(props.headers or {})
-    mahoso = json.loads(body)["mahoso"]
+    dossier = json.loads(body)
+    mahoso = dossier["mahoso"]
     headers.update({REASON_HEADER: "file-not-found", ERROR_HEADER: f"HTTP 404 for a file of {mahoso}",
                     SERVICE_HEADER: "downloader", ATTEMPTS_HEADER: 4, QUEUE_HEADER: work,
                     FAILED_AT_HEADER: datetime.now(UTC).isoformat()})
@@ -71,20 +73,9 @@ def park_one(rabbit_url: str, topology: Topology, pg_url: str) -> str:
     channel.basic_ack(method.delivery_tag)
     connection.close()
     engine = make_engine(pg_url)
-
-    def handed_on() -> bool:
-        with engine.connect() as db:
-            return db.execute(sqlalchemy.text("SELECT status FROM sync_state WHERE mahoso = :m"),
-                              {"m": mahoso}).scalar() == "queued"
-
-    # The fetcher records a chunk as handed on once the broker has confirmed it, which on a busy machine can
-    # come after this message was taken: parked only then, or that record would set it back to queued.
-    wait_for(handed_on, timeout=30, interval=0.1, what=f"{mahoso} recorded as handed on")
-    with engine.begin() as db:
-        db.execute(sqlalchemy.text(
-            "UPDATE sync_state SET status = 'failed', attempts = 4, last_reason = 'file-not-found', "
-            "last_error = :error, last_error_at = now() WHERE mahoso = :m"),
-            {"m": mahoso, "error": f"HTTP 404 for a file of {mahoso}"})
+    with engine.begin() as db:  # as the downloader records it, whether or not the fetcher has recorded it yet
+        sync_state.record_failure(db, mahoso, dossier["madonvi"], "file-not-found",
+                                  f"HTTP 404 for a file of {mahoso}", final=True)
     engine.dispose()
     return mahoso
 

@@ -214,6 +214,6 @@ def checked_pool_manager(pool_size: int, verify_tls: bool) -> PoolManager:
     """
     tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()} if verify_tls else {
         "cert_reqs": "CERT_NONE"}
-    manager = PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False, **tls)
+    manager = PoolManager(num_pools=32, maxsize=pool_size, block=False, **tls)
     manager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
     return manager

@@ -195,9 +195,7 @@ class FileSource:
         self.policy = HostPolicy(allowed_hosts, resolver)
         self.deadline = deadline if deadline is not None else default_deadline(max_bytes)
         self.max_bytes = max_bytes
-        self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.verify_tls = verify_tls
         self.max_redirects = max_redirects
         self._http = checked_pool_manager(pool_size, verify_tls)
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
