@@ -49,7 +49,7 @@ from shared.errors import (
 )
 from shared.messages import DossierFetched
 from shared.onestop.models import Attachment, Dossier
-from shared.onestop.transport import Transport, new_session
+from shared.onestop.transport import Transport
 from shared.storage import ObjectStore
 
 MiB = 1024**2
@@ -92,7 +92,7 @@ PROBE = textwrap.dedent("""
 
     from services.downloader.http_fetch import FileSource
     from shared.errors import reason_of
-    from shared.onestop.transport import Transport, new_session
+    from shared.onestop.transport import Transport
 
     mode, url, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
     resting = kib("VmRSS")
@@ -104,7 +104,7 @@ PROBE = textwrap.dedent("""
                 for chunk in response.iter_chunks():
                     size += len(chunk)
         else:
-            transport = Transport(url, new_session(), (2.0, 5.0), True)
+            transport = Transport(url, (2.0, 5.0), True)
             transport.post_json("login", {"username": "u"}, what="login")
     except Exception as exc:
         outcome = reason_of(exc)
@@ -163,7 +163,7 @@ def test_every_hop_is_checked_against_the_allowed_hosts(server):
 
 def test_the_one_stop_api_answering_3xx_is_refused_unread(server):
     server.route("/api/login", lambda h: send_bomb(h, status=302, Location="http://elsewhere.example/login"))
-    transport = Transport(server.url("/api/"), new_session(), (2.0, 5.0), True)
+    transport = Transport(server.url("/api/"), (2.0, 5.0), True)
     tracemalloc.start()
     try:
         with pytest.raises(OneStopRefused, match="HTTP 302 to http://elsewhere.example/login") as caught:
@@ -185,7 +185,7 @@ def test_the_one_stop_api_3xx_bomb_costs_no_memory(server):
 
 def test_a_one_stop_error_answer_with_retry_after_and_a_bomb_is_read_bounded(server):
     server.route("/api/login", lambda h: send_bomb(h, status=503, **{"Retry-After": "7"}))
-    transport = Transport(server.url("/api/"), new_session(), (2.0, 5.0), True)
+    transport = Transport(server.url("/api/"), (2.0, 5.0), True)
     tracemalloc.start()
     try:
         with pytest.raises(OneStopUnavailable, match="HTTP 503") as caught:
@@ -203,7 +203,7 @@ def test_a_one_stop_answer_that_inflates_past_its_limit_is_refused(server):
     assert result["outcome"] == "response-too-large"  # the 16 MiB answer limit counts decoded bytes
     assert result["growth"] < MEMORY_BUDGET + 32 * MiB  # what is read up to the limit is kept: it is JSON
     with pytest.raises(ResponseTooLarge):
-        Transport(server.url("/api/"), new_session(), (2.0, 5.0), True).post_json("login", {}, what="login")
+        Transport(server.url("/api/"), (2.0, 5.0), True).post_json("login", {}, what="login")
 
 
 # -- 2. decompression bombs: the limit counts decoded bytes ---------------------------------------------

@@ -12,12 +12,11 @@ import base64
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
 from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from pydantic import SecretStr, ValidationError
 
 from shared.errors import (
@@ -37,7 +36,7 @@ from shared.onestop.response_bodies import error_of, exception_for, list_in, sta
 from shared.onestop.retry import RetryPolicy
 from shared.onestop.session_token import TokenCache
 from shared.onestop.sync_response import parse_dossiers
-from shared.onestop.transport import ResponseBody, Transport, new_session
+from shared.onestop.transport import ResponseBody, Transport, close_response
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -64,7 +63,6 @@ class OneStopClient:
         max_response_bytes: int = 4 * 1024**3,
         max_files_per_dossier: int = 500,
         proxy: str | None = None,
-        session: requests.Session | None = None,
     ):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -78,15 +76,9 @@ class OneStopClient:
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.max_response_bytes = max_response_bytes
         self.max_files_per_dossier = max_files_per_dossier
-        self._owns_session = session is None
-        if session is None:
-            session = new_session()
-            # Only the proxy the settings name: HTTP(S)_PROXY or a ~/.netrc of whoever runs the service must not
-            # silently route the password and the dossiers elsewhere.
-            session.trust_env = False
-            if proxy:
-                session.proxies = {"http": proxy, "https": proxy}
-        self._transport = Transport(self.base_url, session, (connect_timeout, read_timeout), verify_tls)
+        # Only the proxy the settings name: HTTP(S)_PROXY or a ~/.netrc of whoever runs the service are never
+        # read, so they cannot silently route the password and the dossiers elsewhere.
+        self._transport = Transport(self.base_url, (connect_timeout, read_timeout), verify_tls, proxy)
         self._retry = RetryPolicy(retries=retries, backoff=backoff)
         self._tokens = TokenCache(self._login_once)
 
@@ -116,8 +108,7 @@ class OneStopClient:
         self.close()
 
     def close(self) -> None:
-        if self._owns_session:
-            self._transport.session.close()
+        self._transport.close()
 
     # -- 2. login ---------------------------------------------------------------------------------
 
@@ -179,13 +170,16 @@ class OneStopClient:
         for attempt in self._retry.attempts():
             with attempt:
                 response, items = self._authorized(lambda token: self._open_sync(payload, token, madonvi, what))
-                with closing(response):
+                try:
                     for item in items:
                         attempt.final()
                         yield item
+                finally:
+                    close_response(response)
                 return
 
-    def _open_sync(self, payload: dict, token: str, madonvi: str, what: str) -> tuple[requests.Response, Iterator]:
+    def _open_sync(self, payload: dict, token: str, madonvi: str,
+                   what: str) -> tuple[urllib3.BaseHTTPResponse, Iterator]:
         """Sends the sync call and reads up to the first dossier, so that an error body raises here."""
         response = self._transport.post("dongbodulieumotcua", payload, what=what, token=token)
         try:
@@ -197,7 +191,7 @@ class OneStopClient:
             )
             first = next(items, None)
         except BaseException:
-            response.close()
+            close_response(response)
             raise
         return response, (iter(()) if first is None else itertools.chain((first,), items))
 

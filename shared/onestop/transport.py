@@ -5,12 +5,12 @@ Every outcome becomes either a response (2xx) or a dongbo error: OneStopUnavaila
 for any other 3xx/4xx. Bodies are always streamed and read with a limit. Nothing here logs or repeats the
 request body or headers, which hold the password and the token.
 
-Answers are untrusted input, so three things requests and urllib3 would do by default are avoided:
-- A 3xx is never followed and its body never read. `Session.send` resolves `response.next` even with
-  `allow_redirects=False`, and to do so reads and decodes the whole redirect body (an 822-byte gzip body
-  became 847 MiB). Requests therefore go straight to the connection adapter, and a 3xx is closed unread.
-- A `Retry-After` on a 429/503 never makes urllib3 drain the body into memory (`respect_retry_after_header`
-  is off: the retry policy above the transport reads that header itself).
+Requests go straight to a urllib3 pool (a proxy's, when DONGBO_ONESTOP_PROXY names one): no environment
+proxy, no ~/.netrc, no cookies. Answers are untrusted input, so three things an HTTP library may do by
+default are avoided:
+- A 3xx is never followed and its body never read: it is closed with its connection.
+- A `Retry-After` on a 429/503 never makes urllib3 drain the body into memory (no retries below ours: the
+  retry policy above the transport reads that header itself).
 - Compressed bodies are decoded here, by `ContentDecoder`, which never produces more than the reader asked
   for: the byte limits count decoded bytes, and a decompression bomb costs one chunk of memory at a time,
   whatever urllib3 version is installed. The file downloader uses the same decoder.
@@ -25,12 +25,12 @@ import time
 import zlib
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, cast
+from urllib.parse import unquote
 
-import requests
+import certifi
+import urllib3
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
-from requests.cookies import extract_cookies_to_jar
-from urllib3.util.retry import Retry
+from urllib3.util import parse_url
 
 from shared.errors import (
     DongboError,
@@ -46,25 +46,36 @@ from shared.onestop.response_bodies import ErrorBody, error_of, short_text
 USER_AGENT = "dongbo/0.1"
 ANSWER_LIMIT = 16 * 1024**2  # the answers other than the sync response are small
 ERROR_BODY_LIMIT = 64 * 1024
-POOL_SIZE = 32  # enough connections for the downloader's and acker's threads
+POOL_SIZE = 32  # connections kept for reuse: enough for the acker's report threads
 READ_CHUNK = 64 * 1024
-# What dongbo can decode itself (ContentDecoder); asking for exactly these keeps brotli or zstd, which
-# requests would advertise whenever their packages happen to be installed, from ever arriving.
+# What dongbo can decode itself (ContentDecoder), and nothing else: no brotli or zstd ever arrives.
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-def no_retries() -> Retry:
-    """urllib3 retries nothing, never follows a redirect, and never drains a body because of Retry-After."""
-    return Retry(total=0, read=False, redirect=False, respect_retry_after_header=False, raise_on_status=False)
+def new_pool(verify_tls: bool, proxy: str | None = None) -> urllib3.PoolManager:
+    """Connections to the one-stop system, shared by threads: through `proxy` when one is named.
+
+    Certificates are checked against certifi's roots, as requests does. A user and password in the proxy's
+    URL are what it is logged in with (HTTP: Proxy-Authorization; SOCKS5: its user/password method).
+    """
+    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()} if verify_tls else {
+        "cert_reqs": "CERT_NONE"}
+    if not proxy:
+        return urllib3.PoolManager(num_pools=4, maxsize=POOL_SIZE, block=False, **tls)
+    if parse_url(proxy).scheme in ("socks5", "socks5h"):  # socks5h: the proxy resolves the name
+        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, which only a proxy of this kind uses
+
+        return SOCKSProxyManager(proxy, num_pools=4, maxsize=POOL_SIZE, block=False, **tls)
+    auth = parse_url(proxy).auth
+    headers = urllib3.make_headers(proxy_basic_auth=unquote(auth)) if auth else None
+    return urllib3.ProxyManager(proxy, num_pools=4, maxsize=POOL_SIZE, block=False, proxy_headers=headers, **tls)
 
 
-def new_session() -> requests.Session:
-    """A session of its own: a pool large enough for many threads, and no retries below ours."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=no_retries())
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def close_response(response: urllib3.BaseHTTPResponse) -> None:
+    """Done with a response: a connection whose body was read to its end goes back to the pool for reuse;
+    one closed half-way is dropped (what it still held must never be read as the next answer)."""
+    response.close()
+    response.release_conn()
 
 
 class UndecodableBody(ValueError):
@@ -145,45 +156,39 @@ class ContentDecoder:
 class Transport:
     """Sends JSON to `{base_url}{endpoint}` with connect/read timeouts; never follows redirects."""
 
-    def __init__(self, base_url: str, session: requests.Session, timeout: tuple[float, float], verify_tls: bool):
+    def __init__(self, base_url: str, timeout: tuple[float, float], verify_tls: bool, proxy: str | None = None):
         self.base_url = base_url
-        self.session = session
-        self.timeout = timeout
-        self.verify_tls = verify_tls
+        self.timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        self.pool = new_pool(verify_tls, proxy)
 
-    def post(self, endpoint: str, payload: Any, *, what: str, token: str | None = None) -> requests.Response:
-        """The streamed response of a 2xx answer (the caller closes it), or an error."""
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
+    def close(self) -> None:
+        self.pool.clear()
+
+    def post(self, endpoint: str, payload: Any, *, what: str,
+             token: str | None = None) -> urllib3.BaseHTTPResponse:
+        """The streamed response of a 2xx answer (the caller closes it with `close_response`), or an error."""
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING,
+                   "Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = self._send(
-                requests.Request("POST", self.base_url + endpoint, json=payload, headers=headers)
+            body = json.dumps(payload, allow_nan=False).encode()
+            # No retries (the policy above decides), no redirects and no decoding by urllib3.
+            response = self.pool.urlopen(
+                "POST", self.base_url + endpoint, body=body, headers=headers, timeout=self.timeout,
+                retries=False, redirect=False, preload_content=False, decode_content=False,
             )
-        except requests.Timeout as exc:
-            raise OneStopUnavailable(f"{what}: no answer within the timeout ({type(exc).__name__})") from exc
-        except requests.ConnectionError as exc:
+        except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: it is a subclass
             raise OneStopUnavailable(f"{what}: cannot reach the one-stop system ({type(exc).__name__})") from exc
-        except requests.RequestException as exc:
+        except urllib3.exceptions.TimeoutError as exc:
+            raise OneStopUnavailable(f"{what}: no answer within the timeout ({type(exc).__name__})") from exc
+        except ValueError as exc:  # a URL urllib3 cannot parse (LocationValueError), a payload JSON cannot hold
             raise OneStopRefused(f"{what}: the request could not be sent ({type(exc).__name__})") from exc
-        if response.status_code < 300:
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            raise OneStopUnavailable(f"{what}: cannot reach the one-stop system ({type(exc).__name__})") from exc
+        if response.status < 300:
             return response
         raise _status_error(response, what, token is not None)
-
-    def _send(self, request: requests.Request) -> requests.Response:
-        """Sends through the session's adapter, not `Session.send`: that would read a redirect's body."""
-        session = self.session
-        prepared = session.prepare_request(request)
-        assert prepared.url is not None
-        # The session's own proxy and TLS settings (trust_env is the session owner's decision).
-        options = session.merge_environment_settings(prepared.url, {}, True, self.verify_tls, None)
-        verify = options["verify"]
-        response = session.get_adapter(prepared.url).send(
-            prepared, stream=True, timeout=self.timeout, verify=self.verify_tls if verify is None else verify,
-            cert=options["cert"], proxies=options["proxies"],
-        )
-        extract_cookies_to_jar(session.cookies, prepared, response.raw)
-        return response
 
     def post_json(self, endpoint: str, payload: Any, *, what: str, token: str | None = None) -> Any:
         """The JSON of a 2xx answer. Numbers with a fraction stay text, so that codes keep their digits."""
@@ -191,7 +196,7 @@ class Transport:
         try:
             data = read_all(response, what, ANSWER_LIMIT)
         finally:
-            response.close()
+            close_response(response)
         if not data.strip():
             raise MalformedResponse(f"{what}: the answer is empty")
         try:
@@ -201,14 +206,14 @@ class Transport:
 
 
 class ResponseBody:
-    """`response.raw` as a file-like object that decodes gzip and turns broken transfers into dongbo errors.
+    """A streamed response as a file-like object that decodes gzip and turns broken transfers into dongbo errors.
 
     `read(n)` returns at most n decoded bytes (see ContentDecoder), so the reader's limit is a limit on
     what the answer really holds, and memory stays at a chunk whatever the compression ratio.
     """
 
-    def __init__(self, response: requests.Response, what: str):
-        self._raw = response.raw
+    def __init__(self, response: urllib3.BaseHTTPResponse, what: str):
+        self._raw = response
         self._what = what
         self._ended = False
         try:
@@ -241,7 +246,7 @@ class ResponseBody:
             raise TruncatedBody(f"{self._what}: the transfer broke off ({cause})") from exc
 
 
-def read_all(response: requests.Response, what: str, limit: int) -> bytes:
+def read_all(response: urllib3.BaseHTTPResponse, what: str, limit: int) -> bytes:
     reader = BodyReader(cast(BinaryIO, ResponseBody(response, what)), limit, f"{what}: the answer", setting=None)
     parts = []
     while chunk := reader.read(64 * 1024):
@@ -249,7 +254,7 @@ def read_all(response: requests.Response, what: str, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def retry_after(response: requests.Response) -> float | None:
+def retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     """Seconds from a Retry-After header (a number or an HTTP date), None when absent or unreadable."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
@@ -265,13 +270,13 @@ def retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _status_error(response: requests.Response, what: str, sent_token: bool) -> Exception:
-    status = response.status_code
+def _status_error(response: urllib3.BaseHTTPResponse, what: str, sent_token: bool) -> Exception:
+    status = response.status
     if 300 <= status < 400:
         # Never followed and never read: the one-stop API has no reason to redirect a POST, and its body
         # could be anything (a gzip bomb). Closing drops the connection with whatever it still holds.
         location = _printable(response.headers.get("Location", "?"))
-        response.close()
+        close_response(response)
         return OneStopRefused(f"{what}: the one-stop system answered HTTP {status} to {location}", status)
     error = _error_in(response, what)
     detail = f": {error}" if error else ""
@@ -289,14 +294,14 @@ def _printable(value: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _error_in(response: requests.Response, what: str) -> ErrorBody | None:
+def _error_in(response: urllib3.BaseHTTPResponse, what: str) -> ErrorBody | None:
     """What an error answer says, read from at most its first 64 KiB; None when it says nothing readable."""
     try:
         data = read_all(response, what, ERROR_BODY_LIMIT)
     except DongboError:  # the status alone already decides; the body is only a detail
         return None
     finally:
-        response.close()
+        close_response(response)
     text = data.decode("utf-8", "replace").strip()
     if not text:
         return None
