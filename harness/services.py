@@ -16,11 +16,13 @@ test that must restart or kill a server does it to one it started itself: a thro
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,8 +75,41 @@ def terminate(process: subprocess.Popen, timeout: float = 10) -> None:
             process.wait()
 
 
+# Ports for the test servers are taken below the kernel's ephemeral range (32768-60999 by default), from a
+# slice of their own for each pytest-xdist worker. A port the kernel hands out for `bind(0)` can be taken as
+# the source port of any outgoing connection (to PostgreSQL, to the broker) before the server meant for it
+# binds; a port below that range never is, and another worker never picks from the same slice.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_PORT_SLICES = 16
+
+
+def _port_candidates() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) % _PORT_SLICES if worker[2:].isdigit() else _PORT_SLICES - 1
+    size = (_PORT_HIGH - _PORT_LOW) // _PORT_SLICES
+    low = _PORT_LOW + index * size
+    start = random.randrange(size)
+    while True:  # round the slice from a random start, so that ports chosen one after another differ
+        for offset in range(size):
+            yield low + (start + offset) % size
+
+
+_ports = _port_candidates()
+_ports_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with closing(socket.socket()) as sock:
+    """A loopback port nothing listens on, that no outgoing connection of this machine takes meanwhile."""
+    with _ports_lock:
+        for _ in range(512):
+            port = next(_ports)
+            with closing(socket.socket()) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    with closing(socket.socket()) as sock:  # the whole slice busy: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
