@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack.start()
     try:
         seeding = time.monotonic()
-        with fresh_world(stack, workload, LINKS["loopback"], database=True, listing=False) as world:
+        with fresh_world(stack, workload, LINKS["loopback"], database=True, listing=False,
+                         last=True) as world:
             seeded_s = time.monotonic() - seeding
             print(f"seeded {workload.describe()} in one unit in {seeded_s:.0f}s; "
                   f"{world.corpus.dossiers} to move", flush=True)
