@@ -86,7 +86,7 @@ def fresh_world(
 ) -> Iterator[World]:
     """A world for one measurement, removed afterwards. `last`: no other world follows on this stack, so the
     bucket of a store the benchmark owns is left for the store's own removal (emptying the 412,000 objects
-    of a first sync one request at a time took the S3 server longer than the run)."""
+    of a first sync one request at a time kept the S3 server busy for more than ten minutes)."""
     sim = services.start_simulator(
         *workload.sim_args(), *link.sim_args(), state_dir=tempfile.mkdtemp(prefix="dongbo-bench-sim-")
     )
