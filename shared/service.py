@@ -209,9 +209,16 @@ def queue_service(
     batch_wait: float = 0.0,
     sync_failures: bool = True,
     record_failure: Callable[[Engine], FailureHook] | None = None,
+    handler_threads: int = 0,
 ) -> QueueService:
-    """Builds a queue service: waits for the current schema, then wires the handler to its queue."""
-    engine = make_engine(settings.database_url.get_secret_value())
+    """Builds a queue service: waits for the current schema, then wires the handler to its queue.
+
+    `handler_threads`: threads of the handler's own that use the database besides the consumer's.
+    """
+    # A connection for each thread that may use the database at once: the consumer's workers, the
+    # handler's own threads, the status reporter and the failure recorder.
+    engine = make_engine(settings.database_url.get_secret_value(),
+                         connections=max(5, concurrency + handler_threads + 2))
     wait_for_schema(engine, name)
     handle = make_handler(engine)
     reporter = StatusReporter(engine, name)

@@ -18,5 +18,6 @@ def build(settings: Settings) -> QueueService:
         return AckHandler(client, engine, settings.ack_batch_size, report_threads=settings.report_concurrency)
 
     return queue_service(
-        settings, "acker", ACK, handler, batch_size=settings.ack_batch_size, batch_wait=settings.ack_batch_seconds
+        settings, "acker", ACK, handler, batch_size=settings.ack_batch_size, batch_wait=settings.ack_batch_seconds,
+        handler_threads=settings.report_concurrency,
     )

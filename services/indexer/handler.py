@@ -100,10 +100,14 @@ class IndexHandler:
             # The value, not the database, is at fault: no retry can change it.
             detail = str(exc.orig or exc).strip().splitlines()[0]
             raise UnstorableValue(f"the database cannot store a value of this dossier: {detail}") from None
+        # One INFO line per batch; the line per dossier is DEBUG (`dongbo trace` shows a dossier's every step).
         for dossier in dossiers:
             if dossier.mahoso in written:
-                log.info("dossier %s indexed with %d files", dossier.mahoso, len(dossier.files),
-                         extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})
+                log.debug("dossier %s indexed with %d files", dossier.mahoso, len(dossier.files),
+                          extra={"mahoso": dossier.mahoso, "madonvi": dossier.madonvi})
+        if written:
+            log.info("%d dossiers indexed with %d files", len(written),
+                     sum(len(d.files) for d in dossiers if d.mahoso in written))
         return written
 
 

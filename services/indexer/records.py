@@ -10,16 +10,18 @@ whole batch of dossiers, so a batch costs one commit, not one per dossier.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import Executable
 
 from services.indexer.versions import record_versions
 from shared.db import sync_state
 from shared.db.models import HoSo, TaiLieu
-from shared.db.sync_state import insert_for
 from shared.messages import DossierStored
 
 ho_so = HoSo.__table__  # type: ignore[attr-defined]
@@ -36,19 +38,8 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
         "mathutuc": d.mathutuc, "tenthutuc": d.tenthutuc, "file_count": len(d.files), "state": "indexed",
         "fetched_at": d.fetched_at, "source_hash": d.source_hash, "indexed_at": at,
     } for d in dossiers]
-    stmt = insert_for(connection, ho_so)
-    updated = {name: stmt.excluded[name] for name in rows[0] if name not in ("mahoso", "state")}
-    # The same version or a newer one; a row without a version (written before versions) takes any.
-    not_older = or_(
-        ho_so.c.fetched_at.is_(None),
-        and_(stmt.excluded.fetched_at.is_not(None), stmt.excluded.fetched_at >= ho_so.c.fetched_at),
-    )
-    # RETURNING tells which rows the version check let through; one statement for the batch (SQLAlchemy
-    # sends many rows per INSERT and gathers what each returns).
-    upsert = stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated, where=not_older).returning(
-        ho_so.c.mahoso, ho_so.c.id
-    )
-    ids: dict[str, int] = {mahoso: id_ for mahoso, id_ in connection.execute(upsert, rows)}
+    upsert_dossiers, upsert_files = _upserts(connection.dialect.name)
+    ids: dict[str, int] = {mahoso: id_ for mahoso, id_ in connection.execute(upsert_dossiers, rows)}
     current = [d for d in dossiers if d.mahoso in ids]
     if not current:
         return set()
@@ -76,11 +67,38 @@ def write_dossiers(connection: Connection, dossiers: Sequence[DossierStored]) ->
     _supersede(connection, current, ids, files, at)
     record_versions(connection, current, at)
     if files:
-        stmt = insert_for(connection, tai_lieu)
-        set_files = {name: stmt.excluded[name] for name in files[0] if name != "object_key"}
-        connection.execute(stmt.on_conflict_do_update(index_elements=["object_key"], set_=set_files), files)
+        connection.execute(upsert_files, files)
     sync_state.record_status(connection, [d.mahoso for d in current], sync_state.INDEXED)
     return set(ids)
+
+
+HO_SO_COLUMNS = ("mahoso", "madonvi", "tentochuccanhan", "ngaynhan", "mathutuc", "tenthutuc", "file_count",
+                 "state", "fetched_at", "source_hash", "indexed_at")
+TAI_LIEU_COLUMNS = ("ho_so_id", "mahoso", "matailieu", "tentailieu", "ten_file", "url_file", "object_key", "size",
+                    "sha256", "content_type", "content_type_mismatch", "stored_at", "source_hash", "superseded_at",
+                    "superseded_reason")
+
+
+@functools.cache
+def _upserts(dialect: str) -> tuple[Executable, Executable]:
+    """The two upserts of a batch, built once per dialect: building them (the `excluded` alias, the version
+    condition) took a tenth of the indexer's time when done for every batch."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    stmt = insert(ho_so)
+    updated = {name: stmt.excluded[name] for name in HO_SO_COLUMNS if name not in ("mahoso", "state")}
+    # The same version or a newer one; a row without a version (written before versions) takes any.
+    not_older = or_(
+        ho_so.c.fetched_at.is_(None),
+        and_(stmt.excluded.fetched_at.is_not(None), stmt.excluded.fetched_at >= ho_so.c.fetched_at),
+    )
+    # RETURNING tells which rows the version check let through; one statement for the batch (SQLAlchemy
+    # sends many rows per INSERT and gathers what each returns).
+    dossiers = stmt.on_conflict_do_update(index_elements=["mahoso"], set_=updated, where=not_older).returning(
+        ho_so.c.mahoso, ho_so.c.id
+    )
+    stmt = insert(tai_lieu)
+    set_files = {name: stmt.excluded[name] for name in TAI_LIEU_COLUMNS if name != "object_key"}
+    return dossiers, stmt.on_conflict_do_update(index_elements=["object_key"], set_=set_files)
 
 
 def _supersede(connection: Connection, dossiers: list[DossierStored], ids: dict[str, int], files: list[dict],

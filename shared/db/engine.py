@@ -46,7 +46,13 @@ def _host_list_as_parameters(url: str) -> str:
     return f"{scheme}://{credentials}{at}/{path}?{listed}{'&' + query if question and query else ''}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connections: int = 5) -> Engine:
+    """An engine whose pool keeps up to `connections` open for reuse (5 more may open for a moment).
+
+    `connections` should cover the threads that use the database at once: a connection opened beyond the
+    pool is closed when given back, and the acker's report threads paid a new connection for every call
+    when they outnumbered the pool.
+    """
     url = normalize_url(url)
     try:
         if url.startswith("sqlite"):
@@ -56,7 +62,7 @@ def make_engine(url: str) -> Engine:
         # prepare_threshold=None: no server-side prepared statements. psycopg prepares a statement after
         # its fifth run, and PostgreSQL may then keep a generic plan made before the table had
         # statistics (a sequential scan of sync_state, re-run for every chunk of a large first poll).
-        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=connections, max_overflow=5,
                                         connect_args={"connect_timeout": 10, "prepare_threshold": None})
     except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"DONGBO_DATABASE_URL: {exc}") from None

@@ -239,7 +239,9 @@ class OneStopClient:
             "dataFile": [{"matailieu": matailieu, "url_file": url_file} for matailieu, url_file in files],
         }
         self._update("capnhattrangthaidongbofile", payload, what, MarkSyncedRejected)
-        log.info("marked %d files synced for mahoso=%s madonvi=%s", len(files), mahoso, madonvi)
+        # DEBUG: one line per dossier; the acker logs each batch of marks at INFO, and `tai_lieu.reported_at`
+        # records every file reported.
+        log.debug("marked %d files synced for mahoso=%s madonvi=%s", len(files), mahoso, madonvi)
 
     def replace_file(self, madonvi: str, mahoso: str, matailieu: str, ten_file: str, content: bytes) -> str | None:
         """Puts a file in place of the dossier's file of that document type (`capnhatfiletheoloaitailieu`).
